@@ -1,0 +1,179 @@
+"""ONNX Runtime (CPU) backend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from serinus_serving.datatypes import DATATYPE_BY_ONNX, NUMPY_BY_DATATYPE
+from serinus_serving.errors import ModelLoadError
+from serinus_serving.loading import DEFAULT_MAX_BYTES, fetch_model
+from serinus_serving.runtime.base import Array, ModelRuntime, ModelState, TensorSpec
+
+log = logging.getLogger(__name__)
+
+# skl2onnx classifiers emit probabilities as a sequence of {class: prob} maps (ZipMap).
+_ZIPMAP_PREFIX = "seq(map("
+
+
+def _dims(shape: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
+
+
+def _output_spec(node: Any) -> TensorSpec:
+    if node.type.startswith(_ZIPMAP_PREFIX):
+        # Served as a dense [batch, classes] FP32 tensor, columns in class order.
+        return TensorSpec(node.name, "FP32", (-1, -1))
+    datatype = DATATYPE_BY_ONNX.get(node.type)
+    if datatype is None:
+        raise ModelLoadError(f"output {node.name!r} has unsupported type {node.type}")
+    return TensorSpec(node.name, datatype, _dims(node.shape))
+
+
+def _input_spec(node: Any) -> TensorSpec:
+    datatype = DATATYPE_BY_ONNX.get(node.type)
+    if datatype is None:
+        raise ModelLoadError(f"input {node.name!r} has unsupported type {node.type}")
+    return TensorSpec(node.name, datatype, _dims(node.shape))
+
+
+def _densify(value: Any) -> Array:
+    """Turn ONNX Runtime's list-of-maps output into a [batch, classes] array."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        keys = sorted(value[0])
+        return np.asarray([[row[k] for k in keys] for row in value], dtype=np.float32)
+    return np.asarray(value)
+
+
+def sample_inputs(specs: Sequence[TensorSpec], batch: int) -> dict[str, Array]:
+    """Zero-valued inputs with every dynamic dim set to ``batch`` (first) or 1 (others)."""
+    sample: dict[str, Array] = {}
+    for spec in specs:
+        shape = [(batch if i == 0 else 1) if d < 0 else d for i, d in enumerate(spec.shape)]
+        if spec.datatype == "BYTES":
+            sample[spec.name] = np.full(shape, "", dtype=object)
+        else:
+            sample[spec.name] = np.zeros(shape, dtype=NUMPY_BY_DATATYPE[spec.datatype])
+    return sample
+
+
+class OnnxRuntime(ModelRuntime):
+    """One ONNX model on ONNX Runtime's CPU provider.
+
+    Thread counts default to one: serving many small requests concurrently, extra intra-op
+    threads spin and steal the core the event loop needs.
+    """
+
+    platform = "onnxruntime_onnx"
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        sha256: str | None = None,
+        model_dir: Path | None = None,
+        max_model_bytes: int = DEFAULT_MAX_BYTES,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+    ) -> None:
+        super().__init__()
+        self.uri = uri
+        self.expected_sha256 = sha256
+        self.model_dir = model_dir
+        self.max_model_bytes = max_model_bytes
+        self.intra_op_threads = intra_op_threads
+        self.inter_op_threads = inter_op_threads
+        self._session: ort.InferenceSession | None = None
+        self._output_names: list[str] = []
+        self.load_seconds = 0.0
+
+    async def load(self) -> None:
+        started = time.perf_counter()
+        self.state, self.reason = ModelState.LOADING, "loading"
+        try:
+            await asyncio.to_thread(self._load_sync)
+        except ModelLoadError as exc:
+            self.state, self.reason = ModelState.FAILED, str(exc)
+        except Exception as exc:  # ONNX Runtime raises its own exception types
+            self.state, self.reason = ModelState.FAILED, f"{type(exc).__name__}: {exc}"
+        else:
+            self.state, self.reason = ModelState.READY, "ready"
+        self.load_seconds = time.perf_counter() - started
+        if self.state is ModelState.FAILED:
+            log.error("model %s failed to load: %s", self.uri, self.reason)
+        else:
+            log.info(
+                "model %s ready in %.2fs (warm-up inference %.2f ms, batchable=%s)",
+                self.uri,
+                self.load_seconds,
+                self.warmup_seconds * 1000,
+                self.batchable,
+            )
+
+    def _load_sync(self) -> None:
+        fetched = fetch_model(
+            self.uri,
+            sha256=self.expected_sha256,
+            dest_dir=self.model_dir,
+            max_bytes=self.max_model_bytes,
+        )
+        self.sha256 = fetched.sha256
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(
+                str(fetched.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"ONNX Runtime cannot load {self.uri}: {exc}") from exc
+        self.inputs = tuple(_input_spec(node) for node in session.get_inputs())
+        self.outputs = tuple(_output_spec(node) for node in session.get_outputs())
+        self._output_names = [spec.name for spec in self.outputs]
+        self._session = session
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        try:
+            sample = sample_inputs(self.inputs, 1)
+            self.predict(sample)  # the first call pays for lazy allocations; time the second
+            started = time.perf_counter()
+            self.predict(sample)
+            self.warmup_seconds = time.perf_counter() - started
+        except Exception as exc:
+            raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
+        self.batchable = self._probe_batching()
+
+    def _probe_batching(self) -> bool:
+        """Batching is safe only if every input and output has a dynamic first axis."""
+        if not self.inputs or any(not s.shape or s.shape[0] != -1 for s in self.inputs):
+            return False
+        try:
+            outputs = self.predict(sample_inputs(self.inputs, 3))
+        except Exception:
+            return False
+        return all(a.ndim >= 1 and a.shape[0] == 3 for a in outputs.values())
+
+    def predict(
+        self, inputs: Mapping[str, Array], output_names: Sequence[str] | None = None
+    ) -> dict[str, Array]:
+        session = self._session
+        if session is None:
+            raise RuntimeError("model is not loaded")
+        names = list(output_names) if output_names else self._output_names
+        values = session.run(names, dict(inputs))
+        return {name: _densify(value) for name, value in zip(names, values, strict=True)}
+
+    async def unload(self) -> None:
+        self._session = None
+        await super().unload()
