@@ -47,10 +47,22 @@ Send = Callable[[Message], Awaitable[None]]
 #: responsive (health checks, metrics) while they compute.
 INLINE_THRESHOLD_SECONDS = 0.002
 _JSON = [(b"content-type", b"application/json")]
+_ALLOW_POST = [*_JSON, (b"allow", b"POST")]
 
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def match_infer(path: str) -> tuple[str, str, str | None] | None:
@@ -167,10 +179,13 @@ class ServingApp:
 
     # ----------------------------------------------------------------- ASGI
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             route = match_infer(scope["path"])
             if route is not None:
-                await self._serve_infer(route, scope, receive, send)
+                if scope["method"] == "POST":
+                    await self._serve_infer(route, scope, receive, send)
+                else:
+                    await _send(send, 405, error_body("Method Not Allowed: use POST"), _ALLOW_POST)
                 return
         await self.fastapi(scope, receive, send)
 
@@ -197,14 +212,7 @@ class ServingApp:
             status, body = 500, error_body("internal error while running the model; see logs")
         finally:
             inflight.dec()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send(send, status, body, headers)
         self.metrics.observe_request(protocol, status, time.perf_counter() - started)
 
     def _check_target(self, model: str, version: str | None) -> None:

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from serinus_serving.runtime.base import Array
 
 RunFn = Callable[[dict[str, Array]], dict[str, Array]]
@@ -117,8 +119,6 @@ class AdaptiveBatcher:
         if len(batch) == 1:
             merged = batch[0].inputs
         else:
-            import numpy as np
-
             merged = {
                 name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
             }
@@ -130,9 +130,13 @@ class AdaptiveBatcher:
             else:
                 outputs = await asyncio.to_thread(self._run, merged)
         except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            # One request's data must not fail its neighbours: run them one by one.
             for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+                await self._execute([p])
             return
         if self._observe is not None:
             self._observe(rows, time.perf_counter() - started)

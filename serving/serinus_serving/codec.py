@@ -169,7 +169,7 @@ def _requested_outputs(
             raise InferenceError(
                 f"unknown output {name!r}; the model has outputs: {', '.join(sorted(names))}"
             )
-        params = item.get("parameters") or {}
+        params = item.get("parameters", {})
         if not isinstance(params, dict):
             raise InferenceError(f"output {name!r}: 'parameters' must be an object")
         if params.get("binary_data", binary_default) is True:
@@ -207,7 +207,7 @@ def parse_v2(
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InferenceError("'id' must be a string")
-    params = payload.get("parameters") or {}
+    params = payload.get("parameters", {})
     if not isinstance(params, dict):
         raise InferenceError("'parameters' must be an object")
 
@@ -237,7 +237,7 @@ def parse_v2(
                 f"input {name!r}: batch of {this_rows} rows differs from the other inputs' {rows}"
             )
         rows = this_rows
-        item_params = item.get("parameters") or {}
+        item_params = item.get("parameters", {})
         if not isinstance(item_params, dict):
             raise InferenceError(f"input {name!r}: 'parameters' must be an object")
         size = item_params.get("binary_data_size")

@@ -1,0 +1,100 @@
+"""Adaptive batching with a real ONNX Runtime session: merged calls give the very same
+results as one call per request."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from serinus_serving.batching import AdaptiveBatcher, signature_of
+from serinus_serving.errors import InferenceError
+from serinus_serving.runtime.onnx import OnnxRuntime
+
+pytestmark = pytest.mark.unit
+
+
+async def _loaded(path: Path) -> OnnxRuntime:
+    runtime = OnnxRuntime(str(path))
+    await runtime.load()
+    assert runtime.ready, runtime.reason
+    return runtime
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_concurrent_requests_are_merged_and_split_back_exactly(
+    logreg_path: Path, inline: bool
+) -> None:
+    rng = np.random.default_rng(7)
+    requests = [
+        rng.normal(size=(int(rng.integers(1, 5)), 20)).astype(np.float32) for _ in range(40)
+    ]
+    calls: list[int] = []
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        runtime = await _loaded(logreg_path)
+        batcher = AdaptiveBatcher(
+            runtime.predict,
+            max_batch_size=16,
+            max_latency=0.005,
+            inline=inline,
+            observe=lambda rows, _s: calls.append(rows),
+        )
+        try:
+            return await asyncio.gather(*(batcher.submit({"X": x}, len(x)) for x in requests))
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(scenario())
+    unbatched = asyncio.run(_loaded(logreg_path))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(logreg_path), options)
+    for x, got in zip(requests, results, strict=True):
+        want = unbatched.predict({"X": x})
+        assert got.keys() == want.keys()
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+        # and what ONNX Runtime itself answers for these rows in a multi-row call
+        label, proba = session.run(None, {"X": np.concatenate((x, x))})
+        np.testing.assert_array_equal(got["label"], label[: len(x)])
+        np.testing.assert_array_equal(got["probabilities"], proba[: len(x)])
+    assert sum(calls) == sum(len(x) for x in requests)
+    assert max(calls) <= 16
+    assert len(calls) < len(requests), "concurrent requests should share runtime calls"
+
+
+def test_requests_with_different_row_shapes_never_share_a_call(mixed_path: Path) -> None:
+    a = {"x": np.zeros((1, 3), dtype=np.float32)}
+    b = {"x": np.zeros((1, 4), dtype=np.float32)}
+    assert signature_of(a) != signature_of(b)
+    assert signature_of(a) == signature_of({"x": np.ones((5, 3), dtype=np.float32)})
+    assert signature_of(a) != signature_of({"x": np.zeros((1, 3), dtype=np.float64)})
+
+
+def test_one_bad_request_does_not_fail_its_neighbours(gather_path: Path) -> None:
+    async def scenario() -> list[object]:
+        runtime = await _loaded(gather_path)
+        batcher = AdaptiveBatcher(runtime.predict, max_batch_size=8, max_latency=0.0, inline=True)
+        good = [np.array([i % 4], dtype=np.int64) for i in range(5)]
+        bad = np.array([99], dtype=np.int64)
+        jobs = [batcher.submit({"idx": x}, 1) for x in [*good[:2], bad, *good[2:]]]
+        try:
+            return await asyncio.gather(*jobs, return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[2], InferenceError)
+    for index, result in enumerate(results):
+        if index != 2:
+            assert isinstance(result, dict)
+            assert result["row"].shape == (1, 2)
+
+
+def test_fixed_batch_models_are_not_batchable(fixed_path: Path, logreg_path: Path) -> None:
+    assert not asyncio.run(_loaded(fixed_path)).batchable
+    assert asyncio.run(_loaded(logreg_path)).batchable
