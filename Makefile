@@ -48,6 +48,9 @@ format: $(STAMP) ## Apply ruff formatting and safe fixes
 typecheck: $(STAMP) ## mypy --strict on the packages
 	$(BIN)/mypy
 
+demo: $(STAMP) ## Serve a freshly built model and show predictions, errors and metrics
+	$(BIN)/python demo/serve_demo.py
+
 bench: $(STAMP) ## Benchmark serinus serve against MLServer, KServe and a bare ASGI floor
 	bash bench/run.sh
 
