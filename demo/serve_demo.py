@@ -103,8 +103,8 @@ def main() -> int:
         meta = wait_settled(url, "fraud").json()
         check(httpx.get(url + "/v2/health/ready").status_code == 200, "ready after load + warm-up")
         print(f"     inputs {meta['inputs']}\n     outputs {meta['outputs']}")
-        body = {"id": "tx-1", "inputs": [
-            {"name": "X", "shape": [4, 20], "datatype": "FP32", "data": rows.tolist()}]}  # fmt: skip
+        tensor = {"name": "X", "shape": [4, 20], "datatype": "FP32", "data": rows.tolist()}
+        body = {"id": "tx-1", "inputs": [tensor]}
         answer = httpx.post(f"{url}/v2/models/fraud/infer", json=body).json()
         labels = answer["outputs"][0]["data"]
         print(f"     OIP v2 labels for 4 transactions: {labels} (id echoed: {answer['id']})")
