@@ -118,6 +118,7 @@ class ServingApp:
         self.metrics = ServingMetrics(
             ModelLabels(settings.name, settings.version, settings.effective_revision)
         )
+        self.metrics.ready = lambda: self.ready
         self.draining = False
         self.inline = True
         self.batcher: AdaptiveBatcher | None = None
@@ -135,7 +136,6 @@ class ServingApp:
         if not self.draining:
             log.info("draining: readiness is now false; still serving in-flight traffic")
         self.draining = True
-        self.metrics.ready_now.set(0)
 
     async def load(self) -> None:
         await self.runtime.load()
@@ -150,7 +150,7 @@ class ServingApp:
                         max_batch_size=self.settings.max_batch_size,
                         max_latency=self.settings.max_batch_latency_ms / 1000,
                         inline=self.inline,
-                        observe=self._observe_inference,
+                        observe=self.metrics.observe_inference,
                     )
                 else:
                     log.warning(
@@ -161,7 +161,6 @@ class ServingApp:
             seconds=getattr(runtime, "load_seconds", 0.0),
             sha256=runtime.sha256,
             platform=runtime.platform,
-            ready=self.ready,
         )
 
     @contextlib.asynccontextmanager
@@ -194,8 +193,8 @@ class ServingApp:
     ) -> None:
         started = time.perf_counter()
         protocol, model, version = route
-        inflight = self.metrics.inflight_now
-        inflight.inc()
+        metrics = self.metrics
+        metrics.inflight += 1
         headers = _JSON
         try:
             body, extra = await self._infer(protocol, model, version, scope, receive)
@@ -211,9 +210,9 @@ class ServingApp:
             log.exception("inference failed on %s", scope["path"])
             status, body = 500, error_body("internal error while running the model; see logs")
         finally:
-            inflight.dec()
+            metrics.inflight -= 1
         await _send(send, status, body, headers)
-        self.metrics.observe_request(protocol, status, time.perf_counter() - started)
+        metrics.observe_request(protocol, status, time.perf_counter() - started)
 
     def _check_target(self, model: str, version: str | None) -> None:
         if model != self.settings.name:
@@ -265,10 +264,6 @@ class ServingApp:
             binary_outputs=request.binary_outputs,
         )
 
-    def _observe_inference(self, rows: int, seconds: float) -> None:
-        self.metrics.batch_rows.observe(rows)
-        self.metrics.inference_latency.observe(seconds)
-
     async def _predict(
         self, inputs: dict[str, Array], rows: int, names: Sequence[str] | None
     ) -> dict[str, Array]:
@@ -280,7 +275,7 @@ class ServingApp:
             outputs = self.runtime.predict(inputs, names)
         else:
             outputs = await asyncio.to_thread(self.runtime.predict, inputs, names)
-        self._observe_inference(rows, time.perf_counter() - started)
+        self.metrics.observe_inference(rows, time.perf_counter() - started)
         return outputs
 
     # ----------------------------------------------------------------- FastAPI part

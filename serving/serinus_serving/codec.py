@@ -99,15 +99,33 @@ def _from_json_data(spec: TensorSpec, shape: tuple[int, ...], data: Any) -> Arra
             f"'data' has {array.size}"
         )
     datatype = spec.datatype
+    info = _INT_INFO.get(datatype)
+    if info is not None and array.dtype.kind in "fO" and array.size:
+        # numpy turns [2**63, 0] into floats; integers that only fit uint64 take this path.
+        array = _exact_integers(spec, data)
     if array.size and array.dtype.kind not in ACCEPTED_KINDS[datatype]:
         raise InferenceError(
             f"input {spec.name!r}: 'data' holds {_kind_name(array.dtype.kind)} values, "
             f"which are not valid for datatype {datatype}"
         )
-    info = _INT_INFO.get(datatype)
     if info is not None and array.size and (array.min() < info.min or array.max() > info.max):
         raise InferenceError(f"input {spec.name!r}: a value is out of range for {datatype}")
     return array.astype(NUMPY_BY_DATATYPE[datatype], copy=False).reshape(shape)
+
+
+def _exact_integers(spec: TensorSpec, data: list[Any]) -> Array:
+    flat = np.array(data, dtype=object).ravel()
+    if not all(type(x) is int for x in flat):
+        raise InferenceError(
+            f"input {spec.name!r}: 'data' holds non-integer values, which are not valid "
+            f"for datatype {spec.datatype}"
+        )
+    try:
+        return np.array(flat.tolist(), dtype=NUMPY_BY_DATATYPE[spec.datatype])
+    except OverflowError:
+        raise InferenceError(
+            f"input {spec.name!r}: a value is out of range for {spec.datatype}"
+        ) from None
 
 
 def _kind_name(kind: str) -> str:

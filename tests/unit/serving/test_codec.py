@@ -146,7 +146,7 @@ def test_integers_out_of_range_are_refused(datatype: str, value: int) -> None:
 def test_floats_are_never_truncated_into_integers() -> None:
     spec = {"i": TensorSpec("i", "INT64", (-1,))}
     raw = body(inputs=[{"name": "i", "shape": [1], "datatype": "INT64", "data": [1.5]}])
-    with pytest.raises(InferenceError, match="floating-point values"):
+    with pytest.raises(InferenceError, match="non-integer values"):
         parse_v2(raw, spec, (), max_rows=10)
 
 
