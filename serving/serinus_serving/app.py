@@ -48,6 +48,7 @@ Send = Callable[[Message], Awaitable[None]]
 INLINE_THRESHOLD_SECONDS = 0.002
 _JSON = [(b"content-type", b"application/json")]
 _ALLOW_POST = [*_JSON, (b"allow", b"POST")]
+_HEADER_LENGTH = HEADER_LENGTH.encode()
 
 
 def error_body(message: str) -> bytes:
@@ -81,11 +82,10 @@ def match_infer(path: str) -> tuple[str, str, str | None] | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int, content_length: bytes | None = None) -> bytes:
     """Read the whole request body, refusing (413) as soon as it exceeds ``limit``."""
-    for key, value in scope["headers"]:
-        if key == b"content-length" and value.isdigit() and int(value) > limit:
-            raise PayloadTooLarge(limit)
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise PayloadTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -102,11 +102,12 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+def _header_length(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise InferenceError("Inference-Header-Content-Length must be a non-negative integer")
+    return int(raw)
 
 
 class ServingApp:
@@ -233,26 +234,31 @@ class ServingApp:
         self, protocol: str, model: str, version: str | None, scope: Scope, receive: Receive
     ) -> tuple[bytes, int | None]:
         self._check_target(model, version)
+        content_length = header_length = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                content_length = value
+            elif key == _HEADER_LENGTH:
+                header_length = value
         limit = self.settings.row_limit
-        arrival = self.batcher.arrival() if self.batcher else contextlib.nullcontext()
-        with arrival:
-            body = await read_body(scope, receive, self.settings.max_body_bytes)
+        batcher = self.batcher
+        if batcher is not None:
+            batcher.arriving += 1  # tells the batcher that company is on its way
+        try:
+            body = await read_body(receive, self.settings.max_body_bytes, content_length)
             if protocol == "v1":
                 inputs, rows = parse_v1(body, self._specs, max_rows=limit)
             else:
-                raw_length = _header(scope, HEADER_LENGTH.encode())
-                header_length = None
-                if raw_length is not None:
-                    if not raw_length.isdigit():
-                        raise InferenceError("Inference-Header-Content-Length must be an integer")
-                    header_length = int(raw_length)
                 request = parse_v2(
                     body,
                     self._specs,
                     self.runtime.outputs,
                     max_rows=limit,
-                    header_length=header_length,
+                    header_length=_header_length(header_length),
                 )
+        finally:
+            if batcher is not None:
+                batcher.arriving -= 1
         if protocol == "v1":
             return render_v1(await self._predict(inputs, rows, None)), None
         outputs = await self._predict(request.inputs, request.rows, request.outputs)

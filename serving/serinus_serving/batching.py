@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,16 +54,8 @@ class AdaptiveBatcher:
         self._queue: deque[_Pending] = deque()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        #: Requests on their way (body being read and decoded); the caller keeps it current.
         self.arriving = 0
-
-    @contextlib.contextmanager
-    def arrival(self) -> Iterator[None]:
-        """Mark a request as on its way (body being read and decoded)."""
-        self.arriving += 1
-        try:
-            yield
-        finally:
-            self.arriving -= 1
 
     async def submit(self, inputs: dict[str, Array], rows: int) -> dict[str, Array]:
         loop = asyncio.get_running_loop()

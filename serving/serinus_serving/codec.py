@@ -288,6 +288,9 @@ def parse_v2(
 
 
 def _datatype_of(array: Array) -> str:
+    known = DATATYPE_BY_NUMPY.get(array.dtype)
+    if known is not None:
+        return known
     if array.dtype.kind in "OUS":
         return "BYTES"
     return DATATYPE_BY_NUMPY.get(array.dtype.newbyteorder("="), "BYTES")
@@ -327,7 +330,7 @@ def render_v2(
         elif datatype == "BYTES":
             entry["data"] = [str(x) for x in array.ravel().tolist()]
         else:
-            entry["data"] = np.ascontiguousarray(array).ravel()
+            entry["data"] = array.ravel()  # C-contiguous, as orjson needs
         rendered.append(entry)
     response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:

@@ -194,7 +194,7 @@ class OnnxRuntime(ModelRuntime):
     def predict(
         self, inputs: Mapping[str, Array], output_names: Sequence[str] | None = None
     ) -> dict[str, Array]:
-        if self._pad_single_rows and all(a.shape[0] == 1 for a in inputs.values()):
+        if self._pad_single_rows and next(iter(inputs.values())).shape[0] == 1:
             doubled = {n: np.concatenate((a, a)) for n, a in inputs.items()}
             return {n: a[:1] for n, a in self._run(doubled, output_names).items()}
         return self._run(inputs, output_names)
