@@ -118,6 +118,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_router(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "router",
+        help="route a model's traffic between revisions: weights, pinning, shadow",
+        description="A reverse proxy in front of a model's revisions. The routing table "
+        "(JSON) is watched and applied within a second; see docs/traffic.md.",
+    )
+    p.add_argument("--routes", required=True, help="path of the routing table (JSON)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="listen port (default: 8000)")
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.set_defaults(func=_router)
+
+
+def _router(args: argparse.Namespace) -> int:
+    from serinus_serving.router.server import run
+
+    run(args.routes, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def build_parser(prog: str = "serinus") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Serinus: progressive delivery for ML models."
@@ -125,6 +148,7 @@ def build_parser(prog: str = "serinus") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(sub)
+    _add_router(sub)
     return parser
 
 

@@ -94,3 +94,27 @@ def gather(path: Path, *, table: int = 4) -> Path:
         [helper.make_node("Gather", ["table", "idx"], ["row"], axis=0)], "g", [idx], [out], [values]
     )
     return _save(graph, path)
+
+
+def threshold_classifier(path: Path, *, threshold: float, features: int = 4) -> Path:
+    """``label`` = 1 when the first feature is over ``threshold`` (INT64); ``score`` = that
+    feature (FP32). Two of these with different thresholds disagree exactly on the inputs
+    whose first feature lies between the thresholds."""
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", features])
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])
+    score = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
+    consts = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("squeeze_axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("t", TensorProto.FLOAT, [], [threshold]),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["X", "starts", "ends", "axes"], ["first"]),
+        helper.make_node("Squeeze", ["first", "squeeze_axes"], ["score"]),
+        helper.make_node("Greater", ["score", "t"], ["over"]),
+        helper.make_node("Cast", ["over"], ["label"], to=TensorProto.INT64),
+    ]
+    graph = helper.make_graph(nodes, "threshold", [x], [label, score], consts)
+    return _save(graph, path)

@@ -83,3 +83,37 @@ def serve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def router(routes: Path, *, log_dir: Path) -> Iterator[ServeProcess]:
+    """Run ``serinus router --routes ROUTES`` until the block ends; wait until it has a table."""
+    port = free_port()
+    log = log_dir / f"router-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                SERINUS,
+                "router",
+                "--routes",
+                str(routes),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = ServeProcess(process, port, log)
+    try:
+        server.wait_until("/-/ready", 200)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,117 @@
+"""Prometheus metrics of the router (plain counters on the event-loop thread, rendered by a
+collector at scrape time; see serinus_serving.metrics for why)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from serinus_serving.metrics import LATENCY_BUCKETS, FastHistogram
+
+#: Largest absolute difference between a shadow's and the primary's float outputs.
+DIFFERENCE_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+SHADOW_RESULTS = ("agree", "disagree", "error", "dropped")
+
+
+class RouterMetrics(Collector):
+    def __init__(self, model: Callable[[], str]) -> None:
+        self.model = model
+        self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.latency: defaultdict[str, FastHistogram] = defaultdict(
+            lambda: FastHistogram(LATENCY_BUCKETS)
+        )
+        self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.shadow: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.difference: defaultdict[tuple[str, str], FastHistogram] = defaultdict(
+            lambda: FastHistogram(DIFFERENCE_BUCKETS)
+        )
+        self.reloads: defaultdict[str, int] = defaultdict(int)
+        self.weights: Callable[[], dict[str, int]] = dict
+        self.shadow_inflight = 0
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def observe(self, revision: str, code: int, seconds: float) -> None:
+        self.requests[revision, str(code)] += 1
+        self.latency[revision].observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        model = self.model()
+        requests = CounterMetricFamily(
+            "serinus_router_requests",
+            "Requests the router answered, by the revision that served them and status code.",
+            labels=["code", "model", "revision"],
+        )
+        for (revision, code), value in sorted(self.requests.items()):
+            requests.add_metric([code, model, revision], value)
+        yield requests
+
+        latency = HistogramMetricFamily(
+            "serinus_router_request_duration_seconds",
+            "Time from receiving a request to its response, by serving revision.",
+            labels=["model", "revision"],
+        )
+        for revision, hist in sorted(self.latency.items()):
+            latency.add_metric([model, revision], hist.buckets(), hist.total)
+        yield latency
+
+        errors = CounterMetricFamily(
+            "serinus_router_upstream_errors",
+            "Backend failures by kind: connect (503), timeout (504), protocol (502).",
+            labels=["kind", "model", "revision"],
+        )
+        for (revision, kind), value in sorted(self.upstream_errors.items()):
+            errors.add_metric([kind, model, revision], value)
+        yield errors
+
+        shadow = CounterMetricFamily(
+            "serinus_shadow_requests",
+            "Shadow copies by result: agree, disagree (deciding outputs differ), error "
+            "(the shadow failed or answered something incomparable), dropped (saturated).",
+            labels=["model", "primary", "result", "shadow"],
+        )
+        for (primary, candidate, result), value in sorted(self.shadow.items()):
+            shadow.add_metric([model, primary, result, candidate], value)
+        yield shadow
+
+        difference = HistogramMetricFamily(
+            "serinus_shadow_difference",
+            "Largest absolute difference between shadow and primary float outputs.",
+            labels=["model", "primary", "shadow"],
+        )
+        for (primary, candidate), hist in sorted(self.difference.items()):
+            difference.add_metric([model, primary, candidate], hist.buckets(), hist.total)
+        yield difference
+
+        inflight = GaugeMetricFamily(
+            "serinus_shadow_inflight", "Shadow copies in flight.", labels=["model"]
+        )
+        inflight.add_metric([model], self.shadow_inflight)
+        yield inflight
+
+        weights = GaugeMetricFamily(
+            "serinus_router_weight",
+            "Percent of live traffic routed to each revision by the current table.",
+            labels=["model", "revision"],
+        )
+        for revision, weight in sorted(self.weights().items()):
+            weights.add_metric([model, revision], weight)
+        yield weights
+
+        reloads = CounterMetricFamily(
+            "serinus_router_table_reloads",
+            "Routing-table loads by result: applied, or rejected as invalid.",
+            labels=["result"],
+        )
+        for result, value in sorted(self.reloads.items()):
+            reloads.add_metric([result], value)
+        yield reloads

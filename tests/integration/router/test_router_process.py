@@ -1,0 +1,289 @@
+"""``serinus router`` as a real process in front of real ``serinus serve`` revisions."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support import models
+from support.serve import ServeProcess, free_port, router, serve
+
+pytestmark = pytest.mark.integration
+
+N_FEATURES = 4
+
+
+@pytest.fixture(scope="module")
+def revisions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServeProcess]]:
+    """Two revisions of a classifier: ``old`` says 1 when x0 > 0.5, ``new`` when x0 > 0.7,
+    so they disagree exactly when 0.5 < x0 <= 0.7."""
+    work = tmp_path_factory.mktemp("revisions")
+    old = models.threshold_classifier(work / "old.onnx", threshold=0.5)
+    new = models.threshold_classifier(work / "new.onnx", threshold=0.7)
+    with contextlib.ExitStack() as stack:
+        yield {
+            "old": stack.enter_context(
+                serve("--model", str(old), "--name", "m", "--version", "1", log_dir=work)
+            ),
+            "new": stack.enter_context(
+                serve("--model", str(new), "--name", "m", "--version", "2", log_dir=work)
+            ),
+        }
+
+
+def write_table(path: Path, revisions: dict[str, ServeProcess], **spec: object) -> None:
+    weights = spec.pop("weights", {"old": 100, "new": 0})
+    assert isinstance(weights, dict)
+    body = {
+        "model": "m",
+        "revisions": {
+            name: {"url": server.url, "weight": weights.get(name, 0)}
+            for name, server in revisions.items()
+        },
+        **spec,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body))
+    os.replace(tmp, path)  # atomic, as a ConfigMap update is
+
+
+def infer_body(x0: float) -> dict[str, object]:
+    row = [x0] + [0.0] * (N_FEATURES - 1)
+    return {"inputs": [{"name": "X", "shape": [1, N_FEATURES], "datatype": "FP32", "data": row}]}
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_split_follows_the_weights(revisions: dict[str, ServeProcess], tmp_path: Path) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 70, "new": 30})
+    n = 2000
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        seen = Counter()
+        for i in range(n):
+            response = client.post("/v2/models/m/infer", json=infer_body(i / n))
+            assert response.status_code == 200
+            seen[response.headers["x-serinus-revision"]] += 1
+        sigma = math.sqrt(n * 0.3 * 0.7)
+        assert abs(seen["new"] - 0.3 * n) < 4.5 * sigma, seen
+        # pinning, for previews, whatever the weights
+        pinned = client.post(
+            "/v2/models/m/infer", json=infer_body(0.6), headers={"x-serinus-revision": "new"}
+        )
+        assert pinned.headers["x-serinus-revision"] == "new"
+        assert pinned.json()["outputs"][0]["data"] == [0]  # new: 0.6 is not over 0.7
+        unknown = client.post(
+            "/v2/models/m/infer", json=infer_body(0.6), headers={"x-serinus-revision": "zz"}
+        )
+        assert unknown.status_code == 400 and "not one of" in unknown.json()["error"]
+        # OIP metadata and health pass through unchanged
+        meta = client.get("/v2/models/m")
+        assert meta.json()["inputs"][0]["shape"] == [-1, N_FEATURES]
+        seen[meta.headers["x-serinus-revision"]] += 1
+        metrics = client.get("/metrics").text
+        assert (
+            metric(metrics, "serinus_router_requests_total", revision="new", code="200")
+            == seen["new"] + 1
+        )
+
+
+def test_sticky_users_see_one_revision(revisions: dict[str, ServeProcess], tmp_path: Path) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 50, "new": 50}, stickiness={"header": "x-user"})
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        for user in ("ada", "grace", "linus", "barbara"):
+            served = {
+                client.post(
+                    "/v2/models/m/infer", json=infer_body(0.1), headers={"x-user": user}
+                ).headers["x-serinus-revision"]
+                for _ in range(20)
+            }
+            assert len(served) == 1, (user, served)
+
+
+def test_weight_changes_under_load_lose_no_request(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 100, "new": 0})
+    failures: list[str] = []
+    served: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post("/v2/models/m/infer", json=infer_body(0.3))
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+                served[response.headers.get("x-serinus-revision", "?")] += 1
+
+    with router(routes, log_dir=tmp_path) as r:
+        threads = [threading.Thread(target=load, args=(r.url,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for weights in ({"old": 90, "new": 10}, {"old": 50, "new": 50}, {"old": 0, "new": 100},
+                            {"old": 100, "new": 0}, {"old": 0, "new": 100}):  # fmt: skip
+                time.sleep(0.4)
+                write_table(routes, revisions, weights=weights)
+            # the last flip (all to new) applies within a second
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                last = httpx.post(f"{r.url}/v2/models/m/infer", json=infer_body(0.3))
+                if last.headers["x-serinus-revision"] == "new":
+                    break
+            settled = [
+                httpx.post(f"{r.url}/v2/models/m/infer", json=infer_body(0.3)).headers[
+                    "x-serinus-revision"
+                ]
+                for _ in range(20)
+            ]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    assert failures == []
+    assert served["old"] > 0 and served["new"] > 0
+    assert set(settled) == {"new"}
+
+
+def test_invalid_table_is_rejected_and_the_last_good_one_kept(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 100, "new": 0})
+    with router(routes, log_dir=tmp_path) as r:
+        routes.write_text('{"model": "m", "revisions": {}}')
+        deadline = time.monotonic() + 5
+        while "revisions must list at least one revision" not in r.logs():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert (
+            'serinus_router_table_reloads_total{result="rejected"}'
+            in httpx.get(f"{r.url}/metrics").text
+        )
+        response = httpx.post(f"{r.url}/v2/models/m/infer", json=infer_body(0.3))
+        assert response.status_code == 200 and response.headers["x-serinus-revision"] == "old"
+
+
+def test_shadow_disagreement_is_measured_at_its_true_fraction(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 100, "new": 0},
+                shadow={"revision": "new", "percent": 100})  # fmt: skip
+    n = 1000
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        for i in range(n):
+            response = client.post("/v2/models/m/infer", json=infer_body((i + 0.5) / n))
+            assert response.headers["x-serinus-revision"] == "old"
+        deadline = time.monotonic() + 10
+        while True:
+            text = client.get("/metrics").text
+            done = sum(
+                metric(text, "serinus_shadow_requests_total", result=result)
+                for result in ("agree", "disagree", "error", "dropped")
+            )
+            if done >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    labels = {"primary": "old", "shadow": "new"}
+    disagree = metric(text, "serinus_shadow_requests_total", result="disagree", **labels)
+    agree = metric(text, "serinus_shadow_requests_total", result="agree", **labels)
+    dropped = metric(text, "serinus_shadow_requests_total", result="dropped", **labels)
+    assert agree + disagree + dropped == n
+    # inputs are x0 = (i + 0.5) / n; the models disagree for 0.5 < x0 <= 0.7: 200 of them
+    assert disagree / (agree + disagree) == pytest.approx(0.2, abs=0.01)
+    assert metric(text, "serinus_shadow_difference_count", **labels) == agree + disagree
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(128)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_a_dead_or_hung_shadow_never_fails_the_primary(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.json"
+    dead = f"http://127.0.0.1:{free_port()}"
+    with black_hole() as hung:
+        for shadow_url in (dead, hung):
+            table = {
+                "model": "m",
+                "timeoutSeconds": 3,
+                "revisions": {
+                    "old": {"url": revisions["old"].url, "weight": 100},
+                    "shadow": {"url": shadow_url, "weight": 0},
+                },
+                "shadow": {"revision": "shadow", "percent": 100, "maxConcurrency": 4},
+            }
+            routes.write_text(json.dumps(table))
+            with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+                for _ in range(30):
+                    response = client.post("/v2/models/m/infer", json=infer_body(0.9))
+                    assert response.status_code == 200
+                    assert response.headers["x-serinus-revision"] == "old"
+                text = client.get("/metrics").text
+            errors = metric(text, "serinus_shadow_requests_total", result="error")
+            dropped = metric(text, "serinus_shadow_requests_total", result="dropped")
+            if shadow_url == dead:
+                assert errors == 30
+            else:  # hung: 4 copies wait, the rest are dropped rather than queued
+                assert dropped >= 30 - 4
+
+
+def test_dead_primary_is_a_503_with_a_json_error(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.json"
+    dead = f"http://127.0.0.1:{free_port()}"
+    routes.write_text(json.dumps({"model": "m", "revisions": {"x": {"url": dead, "weight": 100}}}))
+    with router(routes, log_dir=tmp_path) as r:
+        response = httpx.post(f"{r.url}/v2/models/m/infer", json=infer_body(0.1))
+        assert response.status_code == 503
+        assert "revision x failed" in response.json()["error"]
+        text = httpx.get(f"{r.url}/metrics").text
+        assert metric(text, "serinus_router_upstream_errors_total", kind="connect") == 1
