@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv test unit integration e2e lint format typecheck bench demo clean
+.PHONY: help venv system-deps test unit integration e2e lint format typecheck bench demo clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -22,7 +22,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install serinus with its dev dependencies
 
-test: $(STAMP) ## Lint, type-check and run unit + integration tests (what CI runs)
+system-deps: ## Install the Debian packages the tests use (prometheus, promtool) when missing
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the Debian package prometheus (prometheus + promtool)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	else \
+		echo "missing prometheus/promtool: run 'sudo apt-get install prometheus'" >&2; exit 1; \
+	fi
+
+test: $(STAMP) system-deps ## Lint, type-check and run unit + integration tests (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -31,7 +40,7 @@ test: $(STAMP) ## Lint, type-check and run unit + integration tests (what CI run
 unit: $(STAMP) ## Run only the unit tests
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
-integration: $(STAMP) ## Run only the integration tests (real processes on 127.0.0.1)
+integration: $(STAMP) system-deps ## Run only the integration tests (real processes on 127.0.0.1)
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 e2e: $(STAMP) ## Run the opt-in end-to-end tests against a real cluster (needs KUBECONFIG)
