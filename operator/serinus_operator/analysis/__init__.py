@@ -1,0 +1,1 @@
+"""Analysis: measured metrics turned into verdicts that gate a rollout."""

@@ -1,0 +1,69 @@
+"""From a query's answer and a metric's bounds to a verdict. Pure.
+
+Every degenerate answer is decided explicitly, and none of them passes:
+
+- Prometheus unreachable, timing out or refusing the query → Inconclusive.
+- An empty vector (no series) or NaN (0/0: no traffic in the window) → NoData, which the
+  spec's ``noData`` policy then resolves.
+- Several series where one was expected → the worst of them is judged (the largest
+  against ``max``, the smallest against ``min``) and the message says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from serinus_operator.analysis.verdict import MetricResult, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """One evaluation of a query: a value per series, or why there is none."""
+
+    values: tuple[float, ...] = ()
+    #: Set when the provider could not answer (unreachable, timeout, bad query).
+    error: str | None = None
+
+
+def verdict_of(
+    name: str, result: QueryResult, *, min: float | None = None, max: float | None = None
+) -> MetricResult:
+    threshold = max if max is not None else min
+    if result.error is not None:
+        return MetricResult(name, Verdict.INCONCLUSIVE, None, threshold, result.error)
+    if not result.values:
+        return MetricResult(name, Verdict.NO_DATA, None, threshold, "query returned no series")
+    numbers = [v for v in result.values if not math.isnan(v)]
+    if not numbers:
+        return MetricResult(
+            name, Verdict.NO_DATA, None, threshold, "query returned NaN (no traffic in window?)"
+        )
+    note = f" (worst of {len(numbers)} series)" if len(numbers) > 1 else ""
+    if max is not None:
+        worst = numbers[0] if len(numbers) == 1 else _largest(numbers)
+        if worst > max:
+            return MetricResult(name, Verdict.FAIL, worst, max, f"{worst:.6g} > max {max:g}{note}")
+    if min is not None:
+        worst = numbers[0] if len(numbers) == 1 else _smallest(numbers)
+        if worst < min:
+            return MetricResult(name, Verdict.FAIL, worst, min, f"{worst:.6g} < min {min:g}{note}")
+    shown = _largest(numbers) if max is not None else _smallest(numbers)
+    bounds = " and ".join(
+        part
+        for part in (
+            f"<= max {max:g}" if max is not None else "",
+            f">= min {min:g}" if min is not None else "",
+        )
+        if part
+    )
+    message = f"{shown:.6g} {bounds}{note}" if bounds else f"{shown:.6g} (no bound: recorded only)"
+    return MetricResult(name, Verdict.PASS, shown, threshold, message)
+
+
+def _largest(values: list[float]) -> float:
+    return float(max(values))
+
+
+def _smallest(values: list[float]) -> float:
+    return float(min(values))

@@ -1,0 +1,83 @@
+"""One analysis measurement: render every check, query the provider concurrently, turn
+each answer into a verdict. The only I/O is the provider's; the rest is pure."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from serinus_operator.analysis.evaluate import verdict_of
+from serinus_operator.analysis.providers.base import MetricProvider
+from serinus_operator.analysis.templates import BUILTIN, TemplateError, prometheus_duration, render
+from serinus_operator.analysis.verdict import Measurement, MetricResult
+from serinus_operator.api import AnalysisSpec, MetricSpec
+
+#: A measurement must finish well inside its interval, leaving time to act on it.
+DEADLINE_SHARE = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedCheck:
+    name: str
+    query: str
+    min: float | None
+    max: float | None
+
+
+def resolve(metric: MetricSpec, variables: Mapping[str, str]) -> ResolvedCheck:
+    """A metric of the spec as a concrete query and bounds (built-in defaults filled in)."""
+    if metric.query is not None:
+        return ResolvedCheck(metric.name, render(metric.query, variables), metric.min, metric.max)
+    builtin = BUILTIN.get(metric.name)
+    if builtin is None:
+        raise TemplateError(
+            f"metric {metric.name!r} is not a built-in check ({', '.join(BUILTIN)}) and has no "
+            "query"
+        )
+    explicit = metric.min is not None or metric.max is not None
+    return ResolvedCheck(
+        metric.name,
+        render(builtin.query, variables),
+        metric.min if explicit else builtin.min,
+        metric.max if explicit else builtin.max,
+    )
+
+
+def variables_for(
+    *, namespace: str, name: str, stable: str, candidate: str, analysis: AnalysisSpec
+) -> dict[str, str]:
+    return {
+        "namespace": namespace,
+        "name": name,
+        "stable": stable,
+        "candidate": candidate,
+        "interval": prometheus_duration(analysis.interval.total_seconds()),
+    }
+
+
+async def measure(
+    analysis: AnalysisSpec,
+    provider: MetricProvider,
+    *,
+    variables: Mapping[str, str],
+    at: datetime,
+) -> Measurement:
+    deadline = analysis.interval.total_seconds() * DEADLINE_SHARE
+    checks = [resolve(metric, variables) for metric in analysis.metrics]
+    count_query = render(BUILTIN["request-count"].query, variables)
+    answers = await asyncio.gather(
+        provider.query(count_query, deadline_seconds=deadline),
+        *(provider.query(check.query, deadline_seconds=deadline) for check in checks),
+    )
+    count, *rest = answers
+    requests = None
+    if count.error is None and count.values and not math.isnan(count.values[0]):
+        requests = round(sum(v for v in count.values if not math.isnan(v)))
+    results: tuple[MetricResult, ...] = tuple(
+        verdict_of(check.name, answer, min=check.min, max=check.max)
+        for check, answer in zip(checks, rest, strict=True)
+    )
+    return Measurement(at=at, revision=variables["candidate"], results=results, requests=requests)

@@ -1,0 +1,116 @@
+"""Built-in analysis checks: PromQL templates over the metrics ``serinus serve`` and
+``serinus router`` export, with the bounds used when a check names none. Pure.
+
+Every query is scoped by ``namespace`` and ``model`` (the ModelDeployment) and the
+revision(s) it judges, and yields a single number per evaluation. Rates use the analysis
+interval as their window, so a verdict reflects only what happened since the last one.
+Ratios read ``(numerator or vector(0)) / denominator``: a series that was never created
+(no error yet) counts as zero, while no traffic at all still yields no data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: Variables a query may use, as ``{{ name }}``.
+VARIABLES = ("namespace", "name", "stable", "candidate", "interval")
+_VAR = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    query: str
+    description: str
+    min: float | None = None
+    max: float | None = None
+
+
+_CANDIDATE = 'namespace="{{ namespace }}",model="{{ name }}",revision="{{ candidate }}"'
+_PAIR = (
+    'namespace="{{ namespace }}",model="{{ name }}",'
+    'primary=~"{{ stable }}|{{ candidate }}",shadow=~"{{ stable }}|{{ candidate }}"'
+)
+
+
+def _latency(quantile: float) -> str:
+    return (
+        f"histogram_quantile({quantile}, sum by (le) ("
+        f"rate(serinus_request_duration_seconds_bucket{{{_CANDIDATE}}}[{{{{ interval }}}}])))"
+    )
+
+
+BUILTIN: Mapping[str, Check] = {
+    "error-rate": Check(
+        query=(
+            f'(sum(rate(serinus_requests_total{{{_CANDIDATE},outcome="server_error"}}'
+            "[{{ interval }}])) or vector(0))"
+            f" / sum(rate(serinus_requests_total{{{_CANDIDATE}}}[{{{{ interval }}}}]))"
+        ),
+        description="share of the candidate's requests answered with a 5xx",
+        max=0.01,
+    ),
+    "latency-p50": Check(_latency(0.5), "median request latency of the candidate, seconds"),
+    "latency-p95": Check(_latency(0.95), "95th-percentile latency of the candidate, seconds"),
+    "latency-p99": Check(
+        _latency(0.99), "99th-percentile latency of the candidate, seconds", max=0.5
+    ),
+    "request-count": Check(
+        query=f"sum(increase(serinus_requests_total{{{_CANDIDATE}}}[{{{{ interval }}}}]))",
+        description="requests the candidate served in the interval (no verdict on no traffic)",
+        min=1,
+    ),
+    "drift": Check(
+        query=f"max(serinus_drift_score{{{_CANDIDATE}}})",
+        description="the candidate's overall input drift score against its training profile",
+        max=0.2,
+    ),
+    "agreement": Check(
+        query=(
+            f'(sum(rate(serinus_shadow_requests_total{{{_PAIR},result="agree"}}'
+            "[{{ interval }}])) or vector(0))"
+            f' / sum(rate(serinus_shadow_requests_total{{{_PAIR},result=~"agree|disagree"}}'
+            "[{{ interval }}]))"
+        ),
+        description="share of compared requests on which candidate and stable agree",
+        min=0.97,
+    ),
+}
+
+
+def render(query: str, variables: Mapping[str, str]) -> str:
+    """Substitute ``{{ var }}``; an unknown or missing variable is an error, never left in."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in VARIABLES:
+            raise TemplateError(
+                f"unknown variable {{{{ {name} }}}} in query; known: {', '.join(VARIABLES)}"
+            )
+        if name not in variables:
+            raise TemplateError(f"variable {{{{ {name} }}}} has no value here")
+        value = variables[name]
+        if not _SAFE.fullmatch(value):
+            raise TemplateError(f"{{{{ {name} }}}} = {value!r} is not a plain label value")
+        return value
+
+    return _VAR.sub(substitute, query)
+
+
+# Kubernetes names and revision hashes: safe inside "..." and inside =~ alternations alike.
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def prometheus_duration(seconds: float) -> str:
+    """A PromQL range such as ``30s``; at least 1s."""
+    whole = max(1, round(seconds))
+    if whole % 3600 == 0:
+        return f"{whole // 3600}h"
+    if whole % 60 == 0:
+        return f"{whole // 60}m"
+    return f"{whole}s"

@@ -1,0 +1,120 @@
+"""From the decided status to the desired world: traffic, revisions, analysis, wake-up time.
+
+Traffic is derived here, in one place, so that its invariants hold by construction: weights
+are 0-100 and sum to 100, and a candidate that is not ready gets neither live nor mirrored
+traffic whatever stage the rollout is in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from serinus_operator.rollout.actions import (
+    Action,
+    EnsureRevision,
+    RemoveRevision,
+    Role,
+    RunAnalysis,
+    ScaleDown,
+    SetTraffic,
+)
+from serinus_operator.rollout.progress import step_deadline, steps_of
+from serinus_operator.rollout.status import Stage, Traffic
+from serinus_operator.rollout.work import Work
+
+
+def canary_weight(w: Work, step: int) -> int:
+    """The weight set by the last ``setWeight`` before ``step``."""
+    weight = 0
+    for s in steps_of(w)[:step]:
+        if s.set_weight is not None:
+            weight = s.set_weight
+    return weight
+
+
+def traffic(w: Work) -> Traffic:
+    c = w.candidate
+    if c is None or c.ready_since is None or not w.observed.ready(c.ref.revision):
+        return Traffic()
+    strategy = w.spec.strategy
+    if c.stage == Stage.SHADOW:
+        mirror = strategy.shadow.mirror_percent if strategy.shadow is not None else 0
+        return Traffic(mirror=mirror)
+    if c.stage == Stage.CANARY:
+        weight = canary_weight(w, c.step)
+        return Traffic(stable=100 - weight, candidate=weight)
+    if c.stage == Stage.POST_PROMOTION:
+        return Traffic(stable=0, candidate=100)
+    return Traffic()
+
+
+def analysis_due(w: Work) -> datetime | None:
+    a, c, spec = w.status.analysis, w.candidate, w.spec.analysis
+    if a is None or c is None or spec is None or c.ready_since is None:
+        return None
+    return (a.last_measured_at or a.started_at) + spec.interval
+
+
+def resource_actions(w: Work) -> list[Action]:
+    s, replicas = w.status, w.spec.replicas
+    actions: list[Action] = []
+    keep: set[str] = set()
+    for record, role in ((s.stable, Role.STABLE), (s.candidate, Role.CANDIDATE)):
+        if record is not None:
+            actions.append(EnsureRevision(record.ref, role, replicas))
+            keep.add(record.ref.revision)
+    if s.previous is not None:
+        actions.append(EnsureRevision(s.previous.ref, Role.PREVIOUS, replicas))
+        keep.add(s.previous.ref.revision)
+    if s.stable is not None:
+        c = s.candidate
+        actions.append(
+            SetTraffic(
+                stable=s.stable.ref.revision,
+                candidate=None if c is None else c.ref.revision,
+                candidate_weight=s.traffic.candidate,
+                mirror_percent=s.traffic.mirror,
+            )
+        )
+    if s.rolled_back is not None and s.rolled_back.ref.revision not in keep:
+        actions.append(ScaleDown(s.rolled_back.ref.revision))
+        keep.add(s.rolled_back.ref.revision)
+    actions.extend(RemoveRevision(rev) for rev in sorted(w.observed.revisions) if rev not in keep)
+    return actions
+
+
+def analysis_action(w: Work) -> RunAnalysis | None:
+    due, a, c, spec = analysis_due(w), w.status.analysis, w.candidate, w.spec.analysis
+    if due is None or due > w.now or a is None or c is None or spec is None:
+        return None
+    stable = w.status.stable
+    return RunAnalysis(
+        candidate=c.ref.revision,
+        baseline=stable.ref.revision if stable is not None else "",
+        stage=c.stage,
+        metrics=spec.metrics,
+        min_requests=spec.min_requests,
+        interval=spec.interval,
+        window_start=a.last_measured_at or a.started_at,
+    )
+
+
+def wake_at(w: Work) -> datetime | None:
+    """The earliest moment at which time alone could change the decision."""
+    times: list[datetime] = []
+    c, deadline = w.candidate, w.spec.progress_deadline
+    if c is not None:
+        if c.ready_since is None:
+            times.append(c.started_at + deadline)
+        elif c.not_ready_since is not None:
+            times.append(c.not_ready_since + deadline)
+        end = step_deadline(w, c)
+        if end is not None:
+            times.append(end)
+        due = analysis_due(w)
+        if due is not None and w.spec.analysis is not None:
+            times.append(due if due > w.now else w.now + w.spec.analysis.interval)
+    if w.status.previous is not None:
+        times.append(w.status.previous.scale_down_at)
+    future = [t for t in times if t > w.now]
+    return min(future) if future else None

@@ -1,0 +1,127 @@
+"""``decide``: the rollout engine, one pure function from what is known to what to do next.
+
+It reads the spec, the previous status, what the platform observed, fresh analysis
+measurements and the current time, and returns the next status and the actions that realise
+it. It does no I/O and reads no clock, so it is tested by tables and properties, and an
+operator restarted from the status alone decides exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from serinus_operator.analysis.verdict import Measurement
+from serinus_operator.api import ModelDeploymentSpec, SpecError
+from serinus_operator.rollout import conditions, desired, manual, measure, progress
+from serinus_operator.rollout.actions import Action, Decision, EventType, Notify, Reason
+from serinus_operator.rollout.observed import Observed
+from serinus_operator.rollout.status import Phase, RolloutStatus
+from serinus_operator.rollout.work import Work, stage_fits
+
+_EXPLAINS_TRAFFIC = {
+    Reason.PROMOTED,
+    Reason.ROLLED_BACK,
+    Reason.ABORTED,
+    Reason.SUPERSEDED,
+    Reason.TRAFFIC_SWITCHED,
+    Reason.REVERTED,
+    Reason.ROLLOUT_RESTARTED,
+    Reason.CANDIDATE_NOT_READY,
+}
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("decide() needs a timezone-aware 'now' (e.g. datetime.now(UTC))")
+
+
+def _reconcile_revision(w: Work) -> None:
+    """Compare the spec's revision with the status: start, restart, supersede or revert."""
+    s, target = w.status, w.spec.revision
+    if s.stable is None:
+        w.initialize()
+        return
+    c = s.candidate
+    if c is not None and c.ref.revision == target:
+        if c.strategy != w.spec.strategy.type or not stage_fits(c.stage, w.spec.strategy):
+            w.supersede(f"strategy changed to {w.spec.strategy.type}")
+            w.start(w.target, Reason.ROLLOUT_RESTARTED)
+        return
+    if target == s.stable.ref.revision:
+        if c is not None:
+            w.supersede("the spec went back to the stable revision")
+        w.set(rolled_back=None)
+        return
+    if c is not None:
+        w.supersede(f"replaced by {w.spec.model.version} ({target})")
+    if s.rolled_back is not None and s.rolled_back.ref.revision == target:
+        return  # stays rolled back until the spec changes or a retry
+    prev = s.previous
+    if prev is not None and prev.ref.revision == target and w.complete(target):
+        w.revert()
+        return
+    w.start(w.target)
+
+
+def _traffic_events(w: Work, before: RolloutStatus) -> None:
+    if any(e.reason in _EXPLAINS_TRAFFIC for e in w.events):
+        return
+    old, new = before.traffic, w.status.traffic
+    if old.candidate != new.candidate:
+        w.emit(Reason.WEIGHT_CHANGED, f"candidate weight {old.candidate}% -> {new.candidate}%")
+    if old.mirror != new.mirror:
+        w.emit(Reason.MIRROR_CHANGED, f"mirrored to candidate {old.mirror}% -> {new.mirror}%")
+
+
+def decide(
+    spec: ModelDeploymentSpec,
+    status: RolloutStatus,
+    observed: Observed,
+    verdicts: Sequence[Measurement],
+    now: datetime,
+) -> Decision:
+    """The next status and actions; feeding the result back with nothing new is a no-op."""
+    _require_aware(now)
+    w = Work(spec, observed, now, replace(status, observed_generation=observed.generation))
+    _reconcile_revision(w)
+    w.set(revision=spec.revision)
+    progress.track_stable(w)
+    progress.track_candidate(w)
+    manual.apply_request(w)
+    progress.track_candidate(w)  # a retry starts a candidate that may already be running
+    measure.consume(w, verdicts)
+    progress.advance(w)
+    progress.scale_down_previous(w)
+    w.set(traffic=desired.traffic(w))
+    _traffic_events(w, status)
+    phase = conditions.phase_of(w)
+    w.set(
+        phase=phase,
+        message=conditions.message_of(w, phase),
+        conditions=conditions.conditions_of(w, phase),
+    )
+    actions: list[Action] = desired.resource_actions(w)
+    analysis = desired.analysis_action(w)
+    if analysis is not None:
+        actions.append(analysis)
+    actions.extend(w.events)
+    return Decision(w.status, tuple(actions), desired.wake_at(w))
+
+
+def invalid(status: RolloutStatus, error: SpecError, generation: int, now: datetime) -> Decision:
+    """An invalid spec freezes the rollout where it is (phase Degraded) and says why."""
+    _require_aware(now)
+    message = str(error)
+    actions: tuple[Action, ...] = ()
+    if status.phase != Phase.DEGRADED or status.message != message:
+        actions = (Notify(Reason.INVALID_SPEC, message, EventType.WARNING),)
+    new = replace(
+        status,
+        phase=Phase.DEGRADED,
+        message=message,
+        observed_generation=generation,
+        conditions=conditions.degrade(status, message, now),
+    )
+    return Decision(new, actions, None)

@@ -1,0 +1,136 @@
+"""Manual actions: promote, promote-full, abort, pause, resume, retry.
+
+A request arrives with a nonce (see ``api.parse_action``); the status remembers the last
+one handled, so a request is applied exactly once however often the operator reconciles.
+A request that makes no sense in the current state is recorded as ignored, with why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from serinus_operator.api import ManualAction, ShadowThen
+from serinus_operator.rollout.actions import Reason
+from serinus_operator.rollout.status import LastAction, PauseReason, Stage
+from serinus_operator.rollout.work import Work
+
+Result = tuple[bool, str]
+
+
+def _not_full_size(w: Work, revision: str) -> str:
+    obs = w.observed.revisions.get(revision)
+    ready = 0 if obs is None else obs.ready_replicas
+    return f"the candidate is not at full size yet ({ready}/{w.spec.replicas} ready)"
+
+
+def _promote(w: Work) -> Result:
+    c = w.candidate
+    if c is None:
+        return False, "no rollout in progress" + (
+            "; use retry to roll the failed revision out again" if w.status.rolled_back else ""
+        )
+    if c.ready_since is None:
+        return False, "the candidate is not ready yet"
+    rev = c.ref.revision
+    if c.stage == Stage.CANARY:
+        steps = w.spec.strategy.canary.steps if w.spec.strategy.canary else ()
+        on_pause_step = c.step < len(steps) and steps[c.step].pause
+        if c.pause is None and not on_pause_step:
+            return False, f"step {c.step + 1} is not a pause: nothing to skip"
+        if c.pause is not None:
+            w.unpause()
+        if on_pause_step:
+            w.set_candidate(step=c.step + 1, step_started_at=w.now)
+            w.emit(Reason.STEP_ADVANCED, f"step {c.step + 1} skipped by request")
+        return True, "continuing with the next step"
+    if c.stage == Stage.SHADOW:
+        shadow = w.spec.strategy.shadow
+        if shadow is not None and shadow.then == ShadowThen.CANARY:
+            if c.pause is not None:
+                w.unpause()
+            to_canary(w)
+            return True, "shadow ended by request; canary steps follow"
+    if not w.complete(rev):
+        return False, _not_full_size(w, rev)
+    if c.stage == Stage.PREVIEW:
+        w.switch()
+        return True, "switched by request"
+    w.promote("promoted by request")
+    return True, "promoted"
+
+
+def to_canary(w: Work) -> None:
+    """End a shadow with ``then: Canary``: the canary steps start from step 1."""
+    w.set_candidate(stage=Stage.CANARY, step=0, step_started_at=w.now, pause=None)
+    w.set(analysis=w.fresh_analysis())
+    w.emit(Reason.STAGE_CHANGED, "shadow finished: continuing as a canary")
+
+
+def _promote_full(w: Work) -> Result:
+    c = w.candidate
+    if c is None:
+        return False, "no rollout in progress"
+    if c.ready_since is None or not w.complete(c.ref.revision):
+        return False, _not_full_size(w, c.ref.revision)
+    w.promote("promoted by request, remaining steps and analysis skipped")
+    return True, "promoted"
+
+
+def _abort(w: Work) -> Result:
+    if w.candidate is None:
+        return False, "no rollout in progress"
+    w.roll_back("Aborted", "aborted by request", aborted=True)
+    return True, "aborted; traffic back on stable"
+
+
+def _pause(w: Work) -> Result:
+    c = w.candidate
+    if c is None:
+        return False, "no rollout in progress"
+    if c.pause is not None:
+        return False, f"already paused ({c.pause.reason})"
+    w.pause(PauseReason.MANUAL, "paused by request")
+    return True, "paused"
+
+
+def _resume(w: Work) -> Result:
+    c = w.candidate
+    if c is None or c.pause is None:
+        return False, "not paused"
+    if c.pause.reason == PauseReason.AWAITING_PROMOTION:
+        return False, "this pause waits for a promote, not a resume"
+    w.unpause()
+    w.emit(Reason.RESUMED, "resumed by request")
+    return True, "resumed"
+
+
+def _retry(w: Work) -> Result:
+    failed = w.status.rolled_back
+    if w.candidate is not None or failed is None:
+        return False, "nothing was rolled back"
+    if failed.ref.revision != w.spec.revision:
+        return False, "the spec asks for another revision now"
+    w.start(failed.ref, Reason.RETRIED)
+    return True, "rolling out again from the first step"
+
+
+_HANDLERS: dict[ManualAction, Callable[[Work], Result]] = {
+    ManualAction.PROMOTE: _promote,
+    ManualAction.PROMOTE_FULL: _promote_full,
+    ManualAction.ABORT: _abort,
+    ManualAction.PAUSE: _pause,
+    ManualAction.RESUME: _resume,
+    ManualAction.RETRY: _retry,
+}
+
+
+def apply_request(w: Work) -> None:
+    """Apply the observed request unless it was already handled."""
+    req = w.observed.request
+    last = w.status.last_action
+    if req is None or (last is not None and (last.action, last.nonce) == (req.action, req.nonce)):
+        return
+    applied, message = _HANDLERS[req.action](w)
+    w.set(last_action=LastAction(req.action.value, req.nonce, w.now, applied, message))
+    if not applied:
+        w.emit(Reason.ACTION_IGNORED, f"{req.action} ignored: {message}", warning=True)

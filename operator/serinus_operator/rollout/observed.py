@@ -1,0 +1,56 @@
+"""What the platform reports about the world, as plain data (no Kubernetes types)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from serinus_operator.api import ActionRequest
+
+
+@dataclass(frozen=True)
+class RevisionObservation:
+    """One revision's Deployment as last seen.
+
+    ``available`` mirrors the Deployment's Available condition; ``progress_deadline_exceeded``
+    its Progressing=False/ProgressDeadlineExceeded condition.
+    """
+
+    replicas: int = 0
+    ready_replicas: int = 0
+    available: bool = False
+    progress_deadline_exceeded: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """May carry live or mirrored traffic."""
+        return self.available and self.ready_replicas > 0
+
+    def complete(self, replicas: int) -> bool:
+        """Runs at full size: may start taking traffic or be promoted."""
+        return self.ready and self.ready_replicas >= replicas
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything but the spec and the status that a decision depends on.
+
+    ``revisions`` must list every revision of this ModelDeployment that exists on the
+    platform, ready or not: any the status no longer refers to is removed.
+    """
+
+    generation: int = 0
+    revisions: Mapping[str, RevisionObservation] = field(default_factory=dict)
+    request: ActionRequest | None = None
+
+    def ready(self, revision: str) -> bool:
+        obs = self.revisions.get(revision)
+        return obs is not None and obs.ready
+
+    def complete(self, revision: str, replicas: int) -> bool:
+        obs = self.revisions.get(revision)
+        return obs is not None and obs.complete(replicas)
+
+    def deadline_exceeded(self, revision: str) -> bool:
+        obs = self.revisions.get(revision)
+        return obs is not None and obs.progress_deadline_exceeded

@@ -1,0 +1,52 @@
+"""The status round-trips through the CR dict: the operator keeps no state anywhere else."""
+
+from __future__ import annotations
+
+import pytest
+
+from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict, combine
+from serinus_operator.api import SpecError
+from serinus_operator.rollout import Phase, RolloutStatus
+from unit.operator.kit import ANALYSIS, BLUE_GREEN, T0, S, Sim, restart, schema_errors, spec_dict
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("data", [None, {}, {"phase": ""}])
+def test_a_new_object_has_an_empty_status(data: dict[str, object] | None) -> None:
+    status = RolloutStatus.from_dict(data)
+    assert status == RolloutStatus()
+    assert status.phase == Phase.INITIALIZING
+
+
+def test_a_rich_status_round_trips_and_matches_the_schema() -> None:
+    sim = Sim.started(spec_dict("v1", strategy=BLUE_GREEN, analysis=ANALYSIS))
+    sim.new_version("v2")
+    sim.step()
+    sim.step(S)
+    sim.step(30 * S, verdict={"error-rate": Verdict.PASS, "agreement": Verdict.INCONCLUSIVE})
+    sim.step(action="pause")
+    status = sim.status
+    assert status.candidate is not None
+    assert status.candidate.pause is not None
+    assert status.analysis is not None
+    assert status.last_action is not None
+    assert restart(status) == status
+    assert schema_errors(status.to_dict(), "status") == []
+
+
+def test_a_corrupt_time_names_the_field() -> None:
+    with pytest.raises(SpecError) as err:
+        RolloutStatus.from_dict({"analysis": {"startedAt": "yesterday"}})
+    assert err.value.field == "status.analysis.startedAt"
+
+
+def test_combined_verdicts() -> None:
+    P, F, INC, N = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.NO_DATA
+    assert combine([P, P]) == P
+    assert combine([P, INC]) == INC
+    assert combine([N, P]) == INC
+    assert combine([INC, F, P]) == F
+    assert combine([]) == INC  # nothing measured is no evidence
+    m = Measurement(T0, "r", (MetricResult("drift", P, 0.1, 0.2),), 5)
+    assert m.results[0].threshold == 0.2
