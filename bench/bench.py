@@ -11,7 +11,7 @@ Knobs (environment):
   BENCH_ROUNDS   rounds (default 3)
   BENCH_SECONDS  seconds per wrk run (default 5)
   BENCH_WARMUP   seconds of unmeasured load after each start (default 1)
-  BENCH_SERVERS  comma-separated subset of: serinus, serinus-batch, mlserver, kserve, floor
+  BENCH_SERVERS  comma-separated subset of: serinus, serinus-unbatched, mlserver, kserve, floor
   BENCH_MAX_OTHER_PCT  a run is "disturbed" when other work used more than this share (%)
                  of the server's or wrk's core while it ran (default 5) ...
   BENCH_RETRIES  ... and is measured again up to this many times (default 2)
@@ -67,9 +67,9 @@ HOST = "127.0.0.1"
 RETRY_PAUSE = 1.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-ALL_SERVERS = ("serinus", "serinus-batch", "mlserver", "kserve", "floor")
-SERINUS_VARIANTS = ("serinus", "serinus-batch")
-BATCH_FLAGS = ("--max-batch-size", "32", "--max-batch-latency-ms", "1")
+ALL_SERVERS = ("serinus", "serinus-unbatched", "mlserver", "kserve", "floor")
+SERINUS_VARIANTS = ("serinus", "serinus-unbatched")
+UNBATCHED_FLAGS = ("--max-batch-size", "0")
 
 
 class BenchError(RuntimeError):
@@ -138,7 +138,7 @@ def _serinus_unavailable() -> str | None:
     return None
 
 
-def _serinus(batch: bool) -> Callable[[int, Path], Launch]:
+def _serinus(unbatched: bool) -> Callable[[int, Path], Launch]:
     def build(port: int, _workdir: Path) -> Launch:
         help_text = _serinus_help()
         argv = [
@@ -163,8 +163,8 @@ def _serinus(batch: bool) -> Callable[[int, Path], Launch]:
         for flag, value in optional.items():
             if flag in help_text:
                 argv += [flag, value]
-        if batch:
-            argv += BATCH_FLAGS
+        if unbatched:
+            argv += UNBATCHED_FLAGS
         return Launch(argv)
 
     return build
@@ -253,11 +253,14 @@ def server_specs() -> dict[str, ServerSpec]:
     mlserver, kserve = OUT / "venv-mlserver", OUT / "venv-kserve"
     return {
         "serinus": ServerSpec(
-            "serinus", "serinus serve (defaults)", _serinus(False), _serinus_unavailable
+            "serinus",
+            "serinus serve (defaults: adaptive batching up to 32 rows)",
+            _serinus(False),
+            _serinus_unavailable,
         ),
-        "serinus-batch": ServerSpec(
-            "serinus-batch",
-            "serinus serve " + " ".join(BATCH_FLAGS),
+        "serinus-unbatched": ServerSpec(
+            "serinus-unbatched",
+            "serinus serve " + " ".join(UNBATCHED_FLAGS),
             _serinus(True),
             _serinus_unavailable,
         ),

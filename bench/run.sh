@@ -6,7 +6,7 @@
 # installed is reported and skipped. Later runs reuse them (a stamp holds the pip spec).
 #
 # Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
-#        BENCH_SERVERS (comma-separated subset of serinus,serinus-batch,mlserver,kserve,floor),
+#        BENCH_SERVERS (comma-separated subset of serinus,serinus-unbatched,mlserver,kserve,floor),
 #        BENCH_MAX_OTHER_PCT (5), BENCH_RETRIES (2): see bench/bench.py,
 #        BENCH_MLSERVER_PIP / BENCH_KSERVE_PIP (pip requirements of each peer's venv).
 set -euo pipefail

@@ -38,9 +38,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--max-batch-size",
         type=_positive_int,
-        default=0,
-        help="merge concurrent requests into runtime calls of up to N rows (0: off); "
-        "also the largest batch one request may carry",
+        default=32,
+        help="merge concurrent requests into runtime calls of up to N rows (default: 32; "
+        "0 turns adaptive batching off)",
     )
     p.add_argument(
         "--max-batch-latency-ms",
@@ -52,7 +52,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--max-request-rows",
         type=_positive_int,
         default=10_000,
-        help="largest batch one request may carry when batching is off (default: 10000)",
+        help="largest batch one request may carry (default: 10000)",
     )
     p.add_argument(
         "--max-body-bytes",

@@ -246,7 +246,7 @@ class ServingApp:
                 content_length = value
             elif key == _HEADER_LENGTH:
                 header_length = value
-        limit = self.settings.row_limit
+        limit = self.settings.max_request_rows
         batcher = self.batcher
         if batcher is not None:
             batcher.arriving += 1  # tells the batcher that company is on its way

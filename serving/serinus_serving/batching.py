@@ -81,7 +81,8 @@ class AdaptiveBatcher:
             item = self._queue.popleft()
             if item.future.done():
                 continue
-            if item.signature == first.signature and rows + item.rows <= self.max_batch_size:
+            fits = rows + item.rows <= self.max_batch_size or not batch  # big ones run alone
+            if item.signature == first.signature and fits:
                 batch.append(item)
                 rows += item.rows
             else:

@@ -54,11 +54,13 @@ def load_json(body: bytes) -> Any:
 
 
 def _shape(name: str, raw: Any) -> tuple[int, ...]:
-    if not isinstance(raw, list) or not all(
-        type(d) is int and d >= 0 for d in raw
-    ):  # bool is an int subclass; exact type check keeps it out
-        raise InferenceError(f"input {name!r}: 'shape' must be a list of non-negative integers")
-    return tuple(raw)
+    if type(raw) is list:
+        for dim in raw:  # bool is an int subclass; the exact type check keeps it out
+            if type(dim) is not int or dim < 0:
+                break
+        else:
+            return tuple(raw)
+    raise InferenceError(f"input {name!r}: 'shape' must be a list of non-negative integers")
 
 
 def check_shape(spec: TensorSpec, shape: tuple[int, ...], *, max_rows: int) -> int:
@@ -108,9 +110,16 @@ def _from_json_data(spec: TensorSpec, shape: tuple[int, ...], data: Any) -> Arra
             f"input {spec.name!r}: 'data' holds {_kind_name(array.dtype.kind)} values, "
             f"which are not valid for datatype {datatype}"
         )
-    if info is not None and array.size and (array.min() < info.min or array.max() > info.max):
+    target = NUMPY_BY_DATATYPE[datatype]
+    if (
+        info is not None
+        and array.size
+        and array.dtype != target
+        and (array.min() < info.min or array.max() > info.max)
+    ):
         raise InferenceError(f"input {spec.name!r}: a value is out of range for {datatype}")
-    return array.astype(NUMPY_BY_DATATYPE[datatype], copy=False).reshape(shape)
+    array = array.astype(target, copy=False)
+    return array if array.shape == shape else array.reshape(shape)
 
 
 def _exact_integers(spec: TensorSpec, data: list[Any]) -> Array:

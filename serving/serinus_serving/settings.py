@@ -18,10 +18,10 @@ class ServeSettings:
     sha256: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
-    #: 0 turns adaptive batching off.
-    max_batch_size: int = 0
+    #: Rows per merged runtime call; 0 turns adaptive batching off.
+    max_batch_size: int = 32
     max_batch_latency_ms: float = 2.0
-    #: Largest first dimension one request may carry (the batch limit when batching is on).
+    #: Largest first dimension one request may carry (a larger request runs alone).
     max_request_rows: int = 10_000
     max_body_bytes: int = 32 << 20
     model_dir: Path | None = None
@@ -38,7 +38,3 @@ class ServeSettings:
     @property
     def effective_revision(self) -> str:
         return self.revision or self.version
-
-    @property
-    def row_limit(self) -> int:
-        return self.max_batch_size if self.max_batch_size > 0 else self.max_request_rows

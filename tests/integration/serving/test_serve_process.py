@@ -158,10 +158,14 @@ def test_adaptive_batching_merges_concurrent_requests_with_identical_results(
         assert all(r.status_code == 200 for r in responses)
         return [r.json()["outputs"] for r in responses]
 
-    with serve("--model", str(logreg_path), "--name", "m", log_dir=tmp_path) as plain:
+    unbatched = ("--max-batch-size", "0")
+    with serve("--model", str(logreg_path), "--name", "m", *unbatched, log_dir=tmp_path) as plain:
         expected = asyncio.run(fire(plain.url))
-    batching = ("--max-batch-size", "32", "--max-batch-latency-ms", "5")
-    with serve("--model", str(logreg_path), "--name", "m", *batching, log_dir=tmp_path) as s:
+        assert _sample(httpx.get(f"{plain.url}/metrics").text, "serinus_batch_size_count") == len(
+            requests
+        )
+    limits = ("--max-batch-size", "32", "--max-request-rows", "40")
+    with serve("--model", str(logreg_path), "--name", "m", *limits, log_dir=tmp_path) as s:
         for _wave in range(5):
             assert asyncio.run(fire(s.url)) == expected
             metrics = httpx.get(f"{s.url}/metrics").text
@@ -171,9 +175,13 @@ def test_adaptive_batching_merges_concurrent_requests_with_identical_results(
                 break
         assert rows == (_wave + 1) * sum(len(x) for x in requests)
         assert calls < rows / 1.5, f"{calls} calls for {rows} rows: nothing was batched"
-        too_big = httpx.post(f"{s.url}/v2/models/m/infer", json=_v2(np.zeros((33, 20))))
+        # a request larger than a batch runs alone; one over the request limit is refused
+        big = httpx.post(f"{s.url}/v2/models/m/infer", json=_v2(np.zeros((33, 20))))
+        assert big.status_code == 200
+        assert big.json()["outputs"][0]["shape"] == [33]
+        too_big = httpx.post(f"{s.url}/v2/models/m/infer", json=_v2(np.zeros((41, 20))))
         assert too_big.status_code == 400
-        assert "over the limit of 32" in too_big.json()["error"]
+        assert "over the limit of 40" in too_big.json()["error"]
 
 
 def _sample(metrics: str, name: str) -> float:

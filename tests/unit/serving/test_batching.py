@@ -98,3 +98,26 @@ def test_one_bad_request_does_not_fail_its_neighbours(gather_path: Path) -> None
 def test_fixed_batch_models_are_not_batchable(fixed_path: Path, logreg_path: Path) -> None:
     assert not asyncio.run(_loaded(fixed_path)).batchable
     assert asyncio.run(_loaded(logreg_path)).batchable
+
+
+def test_a_request_larger_than_a_batch_runs_alone(logreg_path: Path) -> None:
+    calls: list[int] = []
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        runtime = await _loaded(logreg_path)
+        batcher = AdaptiveBatcher(
+            runtime.predict,
+            max_batch_size=4,
+            max_latency=0.0,
+            inline=True,
+            observe=lambda rows, _s: calls.append(rows),
+        )
+        rows = [np.zeros((n, 20), dtype=np.float32) for n in (1, 9, 1, 2)]
+        try:
+            return await asyncio.gather(*(batcher.submit({"X": x}, len(x)) for x in rows))
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(scenario())
+    assert [len(r["label"]) for r in results] == [1, 9, 1, 2]
+    assert 9 in calls and sum(calls) == 13
