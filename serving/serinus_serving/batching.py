@@ -1,15 +1,19 @@
 """Adaptive batching: concurrent requests become one runtime call, then are split back.
 
-It never waits for company that is not coming: a batch runs as soon as the runtime is
-free, holding everything that queued meanwhile, and only waits (up to ``max_latency``)
-while requests are known to be mid-arrival (their bodies still being read). Under load
-batches fill by themselves; alone, a request pays no extra latency.
+It never waits for company that is not coming. A submitted request schedules a flush for
+the event loop's next turn, so every request already being handled in this turn joins the
+batch, and nothing more: alone, a request costs one loop turn. While the runtime is busy in
+a worker thread, arrivals queue up and form the next batch. Only while requests are known
+to be mid-arrival (bodies still being read) does a flush wait, and never longer than
+``max_latency`` after the first queued request.
+
+Flushes are plain loop callbacks rather than a worker task: at one request at a time the
+task switches cost more than a small model's inference.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +25,8 @@ from serinus_serving.runtime.base import Array
 
 RunFn = Callable[[dict[str, Array]], dict[str, Array]]
 Signature = tuple[tuple[str, str, tuple[int, ...]], ...]
+#: How often a flush that waits for arriving requests looks again.
+_POLL = 0.0002
 
 
 def signature_of(inputs: dict[str, Array]) -> Signature:
@@ -52,8 +58,10 @@ class AdaptiveBatcher:
         self.inline = inline
         self._observe = observe
         self._queue: deque[_Pending] = deque()
-        self._wake = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
+        self._scheduled: asyncio.Handle | None = None
+        self._busy = False  # a batch is running in a worker thread
+        self._deadline = 0.0
+        self._threads: set[asyncio.Task[None]] = set()
         #: Requests on their way (body being read and decoded); the caller keeps it current.
         self.arriving = 0
 
@@ -61,16 +69,24 @@ class AdaptiveBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Array]] = loop.create_future()
         self._queue.append(_Pending(inputs, rows, signature_of(inputs), future))
-        self._wake.set()
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._work())
+        if self._scheduled is None and not self._busy:
+            self._schedule(loop)
         return await future
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._deadline = time.monotonic() + self.max_latency
+        self._scheduled = loop.call_soon(self._flush)
+
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        if self._threads:
+            await asyncio.wait(list(self._threads))
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError("the server is shutting down"))
 
     def _take(self) -> list[_Pending]:
         first = self._queue[0]
@@ -90,51 +106,89 @@ class AdaptiveBatcher:
         self._queue = kept
         return batch
 
-    def _queued_rows(self) -> int:
-        return sum(p.rows for p in self._queue)
+    def _flush(self) -> None:
+        self._scheduled = None
+        if not self._queue or self._busy:
+            return
+        loop = asyncio.get_running_loop()
+        if (
+            self.arriving
+            and sum(p.rows for p in self._queue) < self.max_batch_size
+            and time.monotonic() < self._deadline
+        ):
+            self._scheduled = loop.call_later(_POLL, self._flush)
+            return
+        batch = self._take()
+        if batch:
+            if self.inline:
+                self._run_batch(batch)
+            else:
+                self._busy = True
+                task = loop.create_task(self._run_in_thread(batch))
+                self._threads.add(task)
+                task.add_done_callback(self._threads.discard)
+                return
+        if self._queue:
+            self._schedule(loop)
 
-    async def _work(self) -> None:
-        while self._queue:
-            await asyncio.sleep(0)  # let requests read in this loop turn join the batch
-            deadline = time.monotonic() + self.max_latency
-            while self.arriving and self._queued_rows() < self.max_batch_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), remaining)
-            batch = self._take()
-            if batch:
-                await self._execute(batch)
+    async def _run_in_thread(self, batch: list[_Pending]) -> None:
+        try:
+            merged, rows = _merge(batch)
+            started = time.perf_counter()
+            try:
+                outputs = await asyncio.to_thread(self._run, merged)
+            except Exception as exc:
+                for p in batch:  # one by one, so one bad request cannot fail the rest
+                    await self._run_alone_in_thread(p, exc if len(batch) == 1 else None)
+                return
+            self._deliver(batch, outputs, rows, time.perf_counter() - started)
+        finally:
+            self._busy = False
+            if self._queue and self._scheduled is None:
+                self._schedule(asyncio.get_running_loop())
 
-    async def _execute(self, batch: list[_Pending]) -> None:
-        if len(batch) == 1:
-            merged = batch[0].inputs
-        else:
-            merged = {
-                name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
-            }
-        rows = sum(p.rows for p in batch)
+    async def _run_alone_in_thread(self, p: _Pending, known: Exception | None) -> None:
+        if known is None:
+            try:
+                started = time.perf_counter()
+                outputs = await asyncio.to_thread(self._run, p.inputs)
+            except Exception as exc:
+                known = exc
+            else:
+                self._deliver([p], outputs, p.rows, time.perf_counter() - started)
+                return
+        if not p.future.done():
+            p.future.set_exception(known)
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        merged, rows = _merge(batch)
         started = time.perf_counter()
         try:
-            if self.inline:
-                outputs = self._run(merged)
-            else:
-                outputs = await asyncio.to_thread(self._run, merged)
+            outputs = self._run(merged)
         except Exception as exc:
             if len(batch) == 1:
                 if not batch[0].future.done():
                     batch[0].future.set_exception(exc)
                 return
-            # One request's data must not fail its neighbours: run them one by one.
-            for p in batch:
-                await self._execute([p])
+            for p in batch:  # one by one, so one bad request cannot fail the rest
+                self._run_batch([p])
             return
+        self._deliver(batch, outputs, rows, time.perf_counter() - started)
+
+    def _deliver(
+        self, batch: list[_Pending], outputs: dict[str, Array], rows: int, seconds: float
+    ) -> None:
         if self._observe is not None:
-            self._observe(rows, time.perf_counter() - started)
+            self._observe(rows, seconds)
         start = 0
         for p in batch:
             if not p.future.done():
                 p.future.set_result({n: a[start : start + p.rows] for n, a in outputs.items()})
             start += p.rows
+
+
+def _merge(batch: list[_Pending]) -> tuple[dict[str, Array], int]:
+    if len(batch) == 1:
+        return batch[0].inputs, batch[0].rows
+    merged = {name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs}
+    return merged, sum(p.rows for p in batch)
