@@ -44,7 +44,9 @@ integration: $(STAMP) system-deps ## Run only the integration tests (real proces
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 e2e: $(STAMP) ## Run the opt-in end-to-end tests against a real cluster (needs KUBECONFIG)
-	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc = 5 ]; then echo "no end-to-end tests yet: they arrive with the operator"; exit 0; fi; \
+	exit $$rc
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .
