@@ -43,12 +43,24 @@ def verdict_of(
     if max is not None:
         worst = numbers[0] if len(numbers) == 1 else _largest(numbers)
         if worst > max:
-            return MetricResult(name, Verdict.FAIL, worst, max, f"{worst:.6g} > max {max:g}{note}")
+            return _finite(
+                MetricResult(name, Verdict.FAIL, worst, max, f"{worst:.6g} > max {max:g}{note}")
+            )
     if min is not None:
         worst = numbers[0] if len(numbers) == 1 else _smallest(numbers)
         if worst < min:
-            return MetricResult(name, Verdict.FAIL, worst, min, f"{worst:.6g} < min {min:g}{note}")
+            return _finite(
+                MetricResult(name, Verdict.FAIL, worst, min, f"{worst:.6g} < min {min:g}{note}")
+            )
     shown = _largest(numbers) if max is not None else _smallest(numbers)
+    return _finite(
+        MetricResult(
+            name, Verdict.PASS, shown, threshold, _pass_message(shown, min=min, max=max, note=note)
+        )
+    )
+
+
+def _pass_message(shown: float, *, min: float | None, max: float | None, note: str) -> str:
     bounds = " and ".join(
         part
         for part in (
@@ -57,8 +69,15 @@ def verdict_of(
         )
         if part
     )
-    message = f"{shown:.6g} {bounds}{note}" if bounds else f"{shown:.6g} (no bound: recorded only)"
-    return MetricResult(name, Verdict.PASS, shown, threshold, message)
+    return f"{shown:.6g} {bounds}{note}" if bounds else f"{shown:.6g} (no bound: recorded only)"
+
+
+def _finite(result: MetricResult) -> MetricResult:
+    """Status is JSON, which has no infinity: an infinite value (a quantile past the last
+    histogram bucket) is kept in the message and the verdict, and recorded as null."""
+    if result.value is None or math.isfinite(result.value):
+        return result
+    return MetricResult(result.name, result.verdict, None, result.threshold, result.message)
 
 
 def _largest(values: list[float]) -> float:

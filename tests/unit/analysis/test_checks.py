@@ -106,7 +106,8 @@ CASES = [
     (QueryResult((0.5,)), 1, 10, Verdict.FAIL, 0.5),
     (QueryResult(()), None, 0.01, Verdict.NO_DATA, None),  # empty vector
     (QueryResult((math.nan,)), None, 0.01, Verdict.NO_DATA, None),  # 0/0
-    (QueryResult((math.inf,)), None, 0.5, Verdict.FAIL, math.inf),  # all in +Inf bucket
+    (QueryResult((math.inf,)), None, 0.5, Verdict.FAIL, None),  # all in +Inf bucket: no JSON inf
+    (QueryResult((-math.inf,)), 0.97, None, Verdict.FAIL, None),
     (QueryResult(error="Prometheus unavailable: refused"), None, 0.01, Verdict.INCONCLUSIVE, None),
     (QueryResult((0.001, 0.05)), None, 0.01, Verdict.FAIL, 0.05),  # worst series
     (QueryResult((0.99, 0.5)), 0.97, None, Verdict.FAIL, 0.5),
@@ -123,6 +124,7 @@ def test_verdicts(
     assert result.verdict is verdict
     assert result.value == value
     assert result.message
+    assert result.value is None or math.isfinite(result.value)
 
 
 @given(
