@@ -230,3 +230,46 @@ def test_cli_explains_missing_arguments() -> None:
     result = subprocess.run([SERINUS, "serve", "--name", "m"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "--model" in result.stderr
+
+
+@pytest.fixture
+def https_server(logreg_path: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTPS file server with a certificate from a throwaway CA (trustme)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    handler = partial(_Files, directory=str(logreg_path.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_model_over_https_with_a_private_ca(
+    https_server: tuple[str, Path], logreg_path: Path, tmp_path: Path
+) -> None:
+    base, ca_file = https_server
+    digest = hashlib.sha256(logreg_path.read_bytes()).hexdigest()
+    uri = f"{base}/{logreg_path.name}"
+    args = ("--model", uri, "--sha256", digest, "--name", "m", "--model-dir", str(tmp_path / "d"))
+    with serve(*args, log_dir=tmp_path, env={"SSL_CERT_FILE": str(ca_file)}) as s:
+        assert httpx.get(f"{s.url}/v2/models/m").json()["parameters"]["sha256"] == digest
+    # without the CA the certificate is refused and the model never serves
+    args = ("--model", uri, "--name", "m", "--model-dir", str(tmp_path / "e"))
+    with serve(*args, log_dir=tmp_path, ready=False) as s:
+        deadline = time.monotonic() + 20
+        while (meta := httpx.get(f"{s.url}/v2/models/m").json()).get("state") == "LOADING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert meta["state"] == "FAILED"
+        assert "CERTIFICATE_VERIFY_FAILED" in meta["reason"] or "certificate" in meta["reason"]
