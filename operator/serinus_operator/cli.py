@@ -21,6 +21,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+
+
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
@@ -82,9 +88,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="then wait this long for in-flight requests (default: 30)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
-    p.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
+    _add_log_level(p)
     p.set_defaults(func=_serve)
 
 
@@ -128,9 +132,7 @@ def _add_router(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--routes", required=True, help="path of the routing table (JSON)")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="listen port (default: 8000)")
-    p.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
+    _add_log_level(p)
     p.set_defaults(func=_router)
 
 

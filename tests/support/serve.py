@@ -55,25 +55,27 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve(
-    *args: str, log_dir: Path, ready: bool = True, env: dict[str, str] | None = None
+def _running(
+    command: str,
+    *args: str,
+    log_dir: Path,
+    wait_for: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[ServeProcess]:
-    """Run ``serinus serve ARGS --port P`` until the block ends; wait for readiness first."""
+    """Run ``serinus COMMAND ARGS`` on a free loopback port until the block ends, once
+    ``wait_for`` answers 200; stop it with SIGINT (no drain window), then kill if stuck."""
     port = free_port()
-    log = log_dir / f"serve-{port}.log"
+    log = log_dir / f"{command}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [SERINUS, "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
+            [SERINUS, command, *args, "--host", "127.0.0.1", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
     server = ServeProcess(process, port, log)
     try:
-        if ready:
-            server.wait_until("/v2/health/ready", 200)
-        else:
-            server.wait_until("/v2/health/live", 200)
+        server.wait_until(wait_for, 200)
         yield server
     finally:
         if process.poll() is None:
@@ -85,35 +87,14 @@ def serve(
                 process.wait()
 
 
-@contextlib.contextmanager
-def router(routes: Path, *, log_dir: Path) -> Iterator[ServeProcess]:
-    """Run ``serinus router --routes ROUTES`` until the block ends; wait until it has a table."""
-    port = free_port()
-    log = log_dir / f"router-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                SERINUS,
-                "router",
-                "--routes",
-                str(routes),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = ServeProcess(process, port, log)
-    try:
-        server.wait_until("/-/ready", 200)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+def serve(
+    *args: str, log_dir: Path, ready: bool = True, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[ServeProcess]:
+    """``serinus serve ARGS``, once ready (or only live, with ``ready=False``)."""
+    health = "/v2/health/ready" if ready else "/v2/health/live"
+    return _running("serve", *args, log_dir=log_dir, wait_for=health, env=env)
+
+
+def router(routes: Path, *, log_dir: Path) -> contextlib.AbstractContextManager[ServeProcess]:
+    """``serinus router --routes ROUTES``, once it has a routing table."""
+    return _running("router", "--routes", str(routes), log_dir=log_dir, wait_for="/-/ready")
