@@ -62,7 +62,7 @@ typecheck: $(STAMP) ## mypy --strict on the packages
 demo: $(STAMP) ## Serve a freshly built model and show predictions, errors and metrics
 	$(BIN)/python demo/serve_demo.py
 
-bench: $(STAMP) ## Benchmark serinus serve against MLServer, KServe and a bare ASGI floor
+bench: $(STAMP) ## Benchmark serinus serve vs MLServer, KServe, a bare floor; the router vs nginx
 	bash bench/run.sh
 
 clean: ## Remove the virtual environment and caches

@@ -5,7 +5,7 @@
 # venv under .bench/ so they never touch the project's dependencies. A peer that cannot be
 # installed is reported and skipped. Later runs reuse them (a stamp holds the pip spec).
 #
-# Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
+# Knobs: BENCH_SUITES (serve,router), BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
 #        BENCH_SERVERS (comma-separated subset of serinus,serinus-unbatched,mlserver,kserve,floor),
 #        BENCH_MAX_OTHER_PCT (5), BENCH_RETRIES (2): see bench/bench.py,
 #        BENCH_MLSERVER_PIP / BENCH_KSERVE_PIP (pip requirements of each peer's venv).
@@ -70,6 +70,21 @@ ensure_venv() {
   fi
 }
 
+# nginx for the router comparison; the package must not start a system nginx on install.
+ensure_nginx() {
+  command -v nginx >/dev/null && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "installing nginx-light (apt-get)"
+    local policy=/usr/sbin/policy-rc.d created=
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >>"$OUT/logs/apt.log" 2>&1 || true
+    [[ -n $created ]] && rm -f "$policy"
+  fi
+  command -v nginx >/dev/null || say "nginx is missing; the router bench will skip it"
+}
+
 ensure_wrk
 command -v taskset >/dev/null || { say "taskset (util-linux) is missing"; exit 1; }
 wanted mlserver && ensure_venv mlserver "$MLSERVER_PIP"
@@ -103,9 +118,20 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-"$PY" "$ROOT/bench/bench.py" &
-bench_pid=$!
+# BENCH_SUITES: serve (serinus serve vs peers), router (router vs direct vs nginx); both by default.
+SUITES=${BENCH_SUITES:-serve,router}
 rc=0
-wait "$bench_pid" || rc=$?
-bench_pid=
+if [[ ",$SUITES," == *",serve,"* ]]; then
+  "$PY" "$ROOT/bench/bench.py" &
+  bench_pid=$!
+  wait "$bench_pid" || rc=$?
+  bench_pid=
+fi
+if [[ $rc -eq 0 && ",$SUITES," == *",router,"* ]]; then
+  ensure_nginx
+  "$PY" "$ROOT/bench/router_bench.py" &
+  bench_pid=$!
+  wait "$bench_pid" || rc=$?
+  bench_pid=
+fi
 exit "$rc"
