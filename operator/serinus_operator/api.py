@@ -282,12 +282,24 @@ class ActionRequest:
 
 
 @dataclass(frozen=True)
+class InvalidRequest:
+    """A ``serinus.dev/action`` annotation that does not parse: ignored with a warning.
+
+    It never degrades the object: a typo in a request must not freeze a rollout.
+    """
+
+    value: str
+    error: str
+
+
+@dataclass(frozen=True)
 class ModelDeployment:
     name: str
     namespace: str
     generation: int
     spec: ModelDeploymentSpec
     request: ActionRequest | None = None
+    invalid_request: InvalidRequest | None = None
 
 
 def revision_of(model: ModelSpec, serving: ServingSpec) -> str:
@@ -409,6 +421,11 @@ def _quantities(data: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise SpecError(
                 f"{path}.{key}.{name}", f"expected a quantity like '500m', got {value!r}"
+            )
+        if isinstance(value, float):  # the CRD takes an integer or a string, as Kubernetes does
+            raise SpecError(
+                f"{path}.{key}.{name}",
+                f"a fractional quantity must be a string: write '{value}' or '500m', not {value!r}",
             )
         out[str(name)] = str(value)
     return out
@@ -651,6 +668,10 @@ def parse_spec(data: object, path: str = "spec") -> ModelDeploymentSpec:
     )
     if "model" not in m:
         raise SpecError(f"{path}.model", "required: set model.uri and model.version")
+    if m.get("strategy") is None:
+        raise SpecError(
+            f"{path}.strategy", "required: set strategy.type and its fields, e.g. canary.steps"
+        )
     deadline = _duration(m, "progressDeadline", path, timedelta(minutes=10))
     assert deadline is not None
     if deadline <= timedelta(0):
@@ -703,10 +724,18 @@ def parse(obj: Mapping[str, Any]) -> ModelDeployment:
         raise SpecError("metadata.generation", f"expected an integer, got {generation!r}")
     annotations = _mapping(meta.get("annotations") or {}, "metadata.annotations")
     raw_action = annotations.get(ACTION_ANNOTATION)
+    request: ActionRequest | None = None
+    bad: InvalidRequest | None = None
+    if raw_action is not None:
+        try:
+            request = parse_action(raw_action)
+        except SpecError as err:
+            bad = InvalidRequest(str(raw_action), str(err))
     return ModelDeployment(
         name=name,
         namespace=_str(meta, "namespace", "metadata", "default"),
         generation=generation,
         spec=parse_spec(obj.get("spec"), "spec"),
-        request=None if raw_action is None else parse_action(raw_action),
+        request=request,
+        invalid_request=bad,
     )

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     """Kubernetes Event reasons: one per kind of transition."""
 
     INITIALIZED = "Initialized"
+    STABLE_AVAILABLE = "StableAvailable"  # the first revision became available
     ROLLOUT_STARTED = "RolloutStarted"
     ROLLOUT_RESTARTED = "RolloutRestarted"
     CANDIDATE_READY = "CandidateReady"
@@ -56,9 +57,9 @@ class Reason(StrEnum):
     RESUMED = "Resumed"
     RETRIED = "Retried"
     ACTION_IGNORED = "ActionIgnored"
-    SCALED_DOWN = "ScaledDown"
     REVISION_REMOVED = "RevisionRemoved"
     INVALID_SPEC = "InvalidSpec"
+    SPEC_FIXED = "SpecFixed"
 
 
 @dataclass(frozen=True)

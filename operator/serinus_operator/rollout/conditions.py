@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from serinus_operator.rollout.progress import full_size
 from serinus_operator.rollout.status import Condition, Phase, RolloutStatus, Stage
 from serinus_operator.rollout.work import Work
 
@@ -42,6 +43,8 @@ def message_of(w: Work, phase: Phase) -> str:
             where += f" step {min(c.step + 1, total)}/{total}"
         if c.ready_since is None:
             where = "waiting for the candidate to become available"
+        elif _waiting_for_full_size(w):
+            where += f"; waiting for full size ({full_size(w, c.ref.revision)} ready)"
         t = s.traffic
         head = f"{c.ref.version} vs {stable}: {where}; weight {t.candidate}%, mirror {t.mirror}%"
         return head if c.pause is None else f"{head}; paused: {c.pause.message}"
@@ -51,6 +54,11 @@ def message_of(w: Work, phase: Phase) -> str:
     if phase == Phase.INITIALIZING:
         return f"waiting for {stable} to become available"
     return f"{stable} serves all traffic"
+
+
+def _waiting_for_full_size(w: Work) -> bool:
+    c = w.candidate
+    return c is not None and c.not_complete_since is not None and c.not_ready_since is None
 
 
 def _available(w: Work) -> tuple[str, str, str]:
@@ -71,6 +79,9 @@ def _progressing(w: Work, phase: Phase) -> tuple[str, str, str]:
         return "Unknown", c.pause.reason.value, c.pause.message
     if c is not None:
         reason = "Promoting" if phase == Phase.PROMOTING else "RolloutInProgress"
+        if _waiting_for_full_size(w):
+            size = full_size(w, c.ref.revision)
+            return "True", "WaitingForFullSize", f"waiting for full size ({size} ready)"
         return "True", reason, f"{c.ref.version} at stage {c.stage}"
     if s.rolled_back is not None:
         return "False", s.rolled_back.reason, s.rolled_back.message

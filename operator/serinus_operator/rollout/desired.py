@@ -19,8 +19,8 @@ from serinus_operator.rollout.actions import (
     SetTraffic,
 )
 from serinus_operator.rollout.progress import step_deadline, steps_of
-from serinus_operator.rollout.status import Stage, Traffic
-from serinus_operator.rollout.work import Work
+from serinus_operator.rollout.status import Outcome, Stage, Traffic
+from serinus_operator.rollout.work import GRACE, Work
 
 
 def canary_weight(w: Work, step: int) -> int:
@@ -52,7 +52,21 @@ def analysis_due(w: Work) -> datetime | None:
     a, c, spec = w.status.analysis, w.candidate, w.spec.analysis
     if a is None or c is None or spec is None or c.ready_since is None:
         return None
+    if c.not_ready_since is not None:
+        return None  # no traffic, nothing to measure; the window restarts on recovery
     return (a.last_measured_at or a.started_at) + spec.interval
+
+
+_ENDED = (Outcome.ROLLED_BACK, Outcome.ABORTED, Outcome.SUPERSEDED)
+
+
+def _in_grace(w: Work) -> dict[str, datetime]:
+    """Candidates that ended less than ``GRACE`` ago, and when their grace ends."""
+    return {
+        h.revision: h.finished_at + GRACE
+        for h in w.status.history
+        if h.outcome in _ENDED and w.now < h.finished_at + GRACE
+    }
 
 
 def resource_actions(w: Work) -> list[Action]:
@@ -76,6 +90,7 @@ def resource_actions(w: Work) -> list[Action]:
                 mirror_percent=s.traffic.mirror,
             )
         )
+    keep |= set(_in_grace(w))  # just lost its traffic: left alone a moment longer
     if s.rolled_back is not None and s.rolled_back.ref.revision not in keep:
         actions.append(ScaleDown(s.rolled_back.ref.revision))
         keep.add(s.rolled_back.ref.revision)
@@ -108,6 +123,8 @@ def wake_at(w: Work) -> datetime | None:
             times.append(c.started_at + deadline)
         elif c.not_ready_since is not None:
             times.append(c.not_ready_since + deadline)
+        elif c.not_complete_since is not None:
+            times.append(c.not_complete_since + deadline)
         end = step_deadline(w, c)
         if end is not None:
             times.append(end)
@@ -116,5 +133,6 @@ def wake_at(w: Work) -> datetime | None:
             times.append(due if due > w.now else w.now + w.spec.analysis.interval)
     if w.status.previous is not None:
         times.append(w.status.previous.scale_down_at)
+    times.extend(_in_grace(w).values())
     future = [t for t in times if t > w.now]
     return min(future) if future else None

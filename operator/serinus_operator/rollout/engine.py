@@ -15,10 +15,17 @@ from datetime import datetime
 from serinus_operator.analysis.verdict import Measurement
 from serinus_operator.api import ModelDeploymentSpec, SpecError
 from serinus_operator.rollout import conditions, desired, manual, measure, progress
-from serinus_operator.rollout.actions import Action, Decision, EventType, Notify, Reason
+from serinus_operator.rollout.actions import (
+    Action,
+    Decision,
+    EventType,
+    Notify,
+    Reason,
+    SetTraffic,
+)
 from serinus_operator.rollout.observed import Observed
-from serinus_operator.rollout.status import Phase, RolloutStatus
-from serinus_operator.rollout.work import Work, stage_fits
+from serinus_operator.rollout.status import Phase, RolloutStatus, Stage, Traffic
+from serinus_operator.rollout.work import Work, stage_fits, steps_hash
 
 _EXPLAINS_TRAFFIC = {
     Reason.PROMOTED,
@@ -48,11 +55,16 @@ def _reconcile_revision(w: Work) -> None:
         if c.strategy != w.spec.strategy.type or not stage_fits(c.stage, w.spec.strategy):
             w.supersede(f"strategy changed to {w.spec.strategy.type}")
             w.start(w.target, Reason.ROLLOUT_RESTARTED)
+            return
+        _reconcile_steps(w)
         return
     if target == s.stable.ref.revision:
         if c is not None:
             w.supersede("the spec went back to the stable revision")
         w.set(rolled_back=None)
+        return
+    if c is None and s.stable.ready_at is None:
+        w.replace_first()  # nothing ever served: a rollout would send traffic to a dud
         return
     if c is not None:
         w.supersede(f"replaced by {w.spec.model.version} ({target})")
@@ -63,6 +75,19 @@ def _reconcile_revision(w: Work) -> None:
         w.revert()
         return
     w.start(w.target)
+
+
+def _reconcile_steps(w: Work) -> None:
+    """Edited canary steps: the step index no longer means anything, so start them over."""
+    c, current = w.candidate, steps_hash(w.spec.strategy)
+    if c is None or c.steps_hash == current:
+        return
+    if c.stage != Stage.CANARY or not c.steps_hash:
+        w.set_candidate(steps_hash=current)  # not on the steps yet, or an older status
+        return
+    started = w.now if c.ready_since is not None else None
+    w.set_candidate(step=0, step_started_at=started, pause=None, steps_hash=current)
+    w.emit(Reason.ROLLOUT_RESTARTED, "canary steps changed: starting them again from step 1")
 
 
 def _traffic_events(w: Work, before: RolloutStatus) -> None:
@@ -97,6 +122,8 @@ def decide(
     w.set(traffic=desired.traffic(w))
     _traffic_events(w, status)
     phase = conditions.phase_of(w)
+    if status.phase == Phase.DEGRADED:
+        w.emit(Reason.SPEC_FIXED, f"the spec is valid again: {phase}")
     w.set(
         phase=phase,
         message=conditions.message_of(w, phase),
@@ -111,17 +138,33 @@ def decide(
 
 
 def invalid(status: RolloutStatus, error: SpecError, generation: int, now: datetime) -> Decision:
-    """An invalid spec freezes the rollout where it is (phase Degraded) and says why."""
+    """An invalid spec freezes the rollout where it is (phase Degraded) and says why.
+
+    Nothing can be analysed or advanced without a valid spec, so the candidate keeps its
+    Deployment but loses its live and mirrored traffic: all of it goes to stable until the
+    spec is fixed, when the next decision derives the traffic again.
+    """
     _require_aware(now)
     message = str(error)
-    actions: tuple[Action, ...] = ()
+    actions: list[Action] = []
+    if status.stable is not None:
+        c = status.candidate
+        actions.append(
+            SetTraffic(
+                stable=status.stable.ref.revision,
+                candidate=None if c is None else c.ref.revision,
+                candidate_weight=0,
+                mirror_percent=0,
+            )
+        )
     if status.phase != Phase.DEGRADED or status.message != message:
-        actions = (Notify(Reason.INVALID_SPEC, message, EventType.WARNING),)
+        actions.append(Notify(Reason.INVALID_SPEC, message, EventType.WARNING))
     new = replace(
         status,
         phase=Phase.DEGRADED,
         message=message,
         observed_generation=generation,
+        traffic=Traffic(),
         conditions=conditions.degrade(status, message, now),
     )
-    return Decision(new, actions, None)
+    return Decision(new, tuple(actions), None)

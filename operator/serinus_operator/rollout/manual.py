@@ -1,7 +1,8 @@
 """Manual actions: promote, promote-full, abort, pause, resume, retry.
 
 A request arrives with a nonce (see ``api.parse_action``); the status remembers the last
-one handled, so a request is applied exactly once however often the operator reconciles.
+``HANDLED_LIMIT`` handled, so a request is applied exactly once however often the operator
+reconciles, and an old annotation put back (a GitOps re-sync, an undo) is not applied again.
 A request that makes no sense in the current state is recorded as ignored, with why.
 """
 
@@ -11,8 +12,8 @@ from collections.abc import Callable
 
 from serinus_operator.api import ManualAction, ShadowThen
 from serinus_operator.rollout.actions import Reason
-from serinus_operator.rollout.status import LastAction, PauseReason, Stage
-from serinus_operator.rollout.work import Work
+from serinus_operator.rollout.status import HANDLED_LIMIT, LastAction, PauseReason, Stage
+from serinus_operator.rollout.work import Work, steps_hash
 
 Result = tuple[bool, str]
 
@@ -61,7 +62,13 @@ def _promote(w: Work) -> Result:
 
 def to_canary(w: Work) -> None:
     """End a shadow with ``then: Canary``: the canary steps start from step 1."""
-    w.set_candidate(stage=Stage.CANARY, step=0, step_started_at=w.now, pause=None)
+    w.set_candidate(
+        stage=Stage.CANARY,
+        step=0,
+        step_started_at=w.now,
+        pause=None,
+        steps_hash=steps_hash(w.spec.strategy),
+    )
     w.set(analysis=w.fresh_analysis())
     w.emit(Reason.STAGE_CHANGED, "shadow finished: continuing as a canary")
 
@@ -124,13 +131,29 @@ _HANDLERS: dict[ManualAction, Callable[[Work], Result]] = {
 }
 
 
+def _ignore_invalid(w: Work) -> None:
+    """A malformed annotation: one warning event, remembered like a handled request."""
+    bad = w.observed.invalid_request
+    if bad is None or bad.value in w.status.handled:
+        return
+    w.set(handled=(*w.status.handled, bad.value)[-HANDLED_LIMIT:])
+    w.emit(Reason.ACTION_IGNORED, f"request ignored: {bad.error}", warning=True)
+
+
 def apply_request(w: Work) -> None:
     """Apply the observed request unless it was already handled."""
+    _ignore_invalid(w)
     req = w.observed.request
+    if req is None:
+        return
+    key = f"{req.action.value}:{req.nonce}"
     last = w.status.last_action
-    if req is None or (last is not None and (last.action, last.nonce) == (req.action, req.nonce)):
+    if key in w.status.handled or (last is not None and f"{last.action}:{last.nonce}" == key):
         return
     applied, message = _HANDLERS[req.action](w)
-    w.set(last_action=LastAction(req.action.value, req.nonce, w.now, applied, message))
+    w.set(
+        last_action=LastAction(req.action.value, req.nonce, w.now, applied, message),
+        handled=(*w.status.handled, key)[-HANDLED_LIMIT:],
+    )
     if not applied:
         w.emit(Reason.ACTION_IGNORED, f"{req.action} ignored: {message}", warning=True)

@@ -74,8 +74,8 @@ def consume(w: Work, verdicts: Sequence[Measurement]) -> None:
     spec, c = w.spec.analysis, w.candidate
     if spec is None and c is not None:
         w.set(analysis=None)  # analysis was removed from the spec mid-rollout
-    if spec is None or c is None or c.ready_since is None:
-        return
+    if spec is None or c is None or c.ready_since is None or c.not_ready_since is not None:
+        return  # not ready: it has no traffic, so a measurement says nothing about it
     a = w.status.analysis or AnalysisStatus(started_at=w.now)
     for m in _fresh(w, a, verdicts):
         metrics = _resolve(spec, m)

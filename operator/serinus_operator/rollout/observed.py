@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from serinus_operator.api import ActionRequest
+from serinus_operator.api import ActionRequest, InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -13,13 +14,16 @@ class RevisionObservation:
     """One revision's Deployment as last seen.
 
     ``available`` mirrors the Deployment's Available condition; ``progress_deadline_exceeded``
-    its Progressing=False/ProgressDeadlineExceeded condition.
+    its Progressing=False/ProgressDeadlineExceeded condition, and ``deadline_exceeded_at``
+    that condition's lastTransitionTime when known (a condition older than the rollout is
+    stale: it describes an earlier attempt).
     """
 
     replicas: int = 0
     ready_replicas: int = 0
     available: bool = False
     progress_deadline_exceeded: bool = False
+    deadline_exceeded_at: datetime | None = None
 
     @property
     def ready(self) -> bool:
@@ -42,6 +46,7 @@ class Observed:
     generation: int = 0
     revisions: Mapping[str, RevisionObservation] = field(default_factory=dict)
     request: ActionRequest | None = None
+    invalid_request: InvalidRequest | None = None  # an annotation that did not parse
 
     def ready(self, revision: str) -> bool:
         obs = self.revisions.get(revision)
@@ -51,6 +56,14 @@ class Observed:
         obs = self.revisions.get(revision)
         return obs is not None and obs.complete(replicas)
 
-    def deadline_exceeded(self, revision: str) -> bool:
+    def deadline_exceeded(self, revision: str, since: datetime, now: datetime) -> bool:
+        """The Deployment reports ProgressDeadlineExceeded for the attempt started ``since``.
+
+        Without the condition's time, it is trusted from the decision after the start on.
+        """
         obs = self.revisions.get(revision)
-        return obs is not None and obs.progress_deadline_exceeded
+        if obs is None or not obs.progress_deadline_exceeded:
+            return False
+        if obs.deadline_exceeded_at is None:
+            return since < now
+        return obs.deadline_exceeded_at >= since

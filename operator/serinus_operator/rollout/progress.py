@@ -18,6 +18,10 @@ def track_stable(w: Work) -> None:
     stable = w.status.stable
     if stable is not None and stable.ready_at is None and w.observed.ready(stable.ref.revision):
         w.set(stable=replace(stable, ready_at=w.now))
+        w.emit(
+            Reason.STABLE_AVAILABLE,
+            f"{stable.ref.version} ({stable.ref.revision}) is available and serves all traffic",
+        )
 
 
 def track_candidate(w: Work) -> None:
@@ -26,7 +30,7 @@ def track_candidate(w: Work) -> None:
     if c is None:
         return
     rev, deadline = c.ref.revision, w.spec.progress_deadline
-    if w.observed.deadline_exceeded(rev):
+    if w.observed.deadline_exceeded(rev, c.started_at, w.now):
         w.roll_back(DEADLINE, "its Deployment reports ProgressDeadlineExceeded")
         return
     if c.ready_since is None:
@@ -40,8 +44,12 @@ def track_candidate(w: Work) -> None:
             )
         return
     if w.observed.ready(rev):
+        _track_full_size(w)
         if c.not_ready_since is not None:
             w.set_candidate(not_ready_since=None)
+            a = w.status.analysis
+            if a is not None:  # what was measured while it had no traffic says nothing
+                w.set(analysis=replace(a, last_measured_at=w.now))
             w.emit(Reason.CANDIDATE_READY, f"{c.ref.version} ({rev}) is available again")
     elif c.not_ready_since is None:
         w.set_candidate(not_ready_since=w.now)
@@ -53,6 +61,30 @@ def track_candidate(w: Work) -> None:
     elif w.now - c.not_ready_since >= deadline:
         w.roll_back(
             DEADLINE, f"not ready again within progressDeadline {format_duration(deadline)}"
+        )
+
+
+def full_size(w: Work, revision: str) -> str:
+    """ "1/2": ready replicas of the revision out of the spec's."""
+    obs = w.observed.revisions.get(revision)
+    return f"{0 if obs is None else obs.ready_replicas}/{w.spec.replicas}"
+
+
+def _track_full_size(w: Work) -> None:
+    """A candidate that takes traffic but stays below full size may not wait forever."""
+    c = w.candidate
+    assert c is not None
+    rev = c.ref.revision
+    if w.complete(rev):
+        if c.not_complete_since is not None:
+            w.set_candidate(not_complete_since=None)
+    elif c.not_complete_since is None:
+        w.set_candidate(not_complete_since=w.now)
+    elif w.now - c.not_complete_since >= w.spec.progress_deadline:
+        deadline = format_duration(w.spec.progress_deadline)
+        w.roll_back(
+            DEADLINE,
+            f"not back to full size ({full_size(w, rev)} ready) within progressDeadline {deadline}",
         )
 
 
@@ -152,4 +184,4 @@ def scale_down_previous(w: Work) -> None:
     prev = w.status.previous
     if prev is not None and w.now >= prev.scale_down_at:
         w.set(previous=None)
-        w.emit(Reason.SCALED_DOWN, f"{prev.ref.version} ({prev.ref.revision}) scaled down")
+        w.emit(Reason.REVISION_REMOVED, f"{prev.ref.version} ({prev.ref.revision}) removed")

@@ -24,6 +24,7 @@ from serinus_operator.api import (
 )
 
 HISTORY_LIMIT: Final = 10
+HANDLED_LIMIT: Final = 20  # manual requests remembered, so that none is applied twice
 
 
 class Phase(StrEnum):
@@ -110,9 +111,18 @@ def _opt_float(data: Mapping[str, Any], key: str) -> float | None:
 
 
 def _put(out: dict[str, Any], key: str, value: object) -> None:
-    """Set only present values: absent fields stay absent in the CR status."""
+    """Set only present values (for records inside lists, which are replaced whole)."""
     if value is None:
         return
+    out[key] = ts(value) if isinstance(value, datetime) else value
+
+
+def _set(out: dict[str, Any], key: str, value: object) -> None:
+    """Set a value, an absent one as an explicit null.
+
+    Status updates are JSON merge patches (RFC 7386): a key left out keeps its stored value,
+    so a field that was cleared must be sent as null for the API server to delete it.
+    """
     out[key] = ts(value) if isinstance(value, datetime) else value
 
 
@@ -156,7 +166,7 @@ class StableStatus:
 
     def to_dict(self) -> dict[str, Any]:
         out = self.ref.to_dict() | {"since": ts(self.since)}
-        _put(out, "readyAt", self.ready_at)
+        _set(out, "readyAt", self.ready_at)
         return out
 
     @classmethod
@@ -190,10 +200,7 @@ class Pause:
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"reason": self.reason.value, "since": ts(self.since)}
-        if self.message:
-            out["message"] = self.message
-        return out
+        return {"reason": self.reason.value, "since": ts(self.since), "message": self.message}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str) -> Pause:
@@ -215,8 +222,10 @@ class CandidateStatus:
     step: int = 0
     ready_since: datetime | None = None  # first time fully available; timers start here
     not_ready_since: datetime | None = None  # set while it cannot take traffic
+    not_complete_since: datetime | None = None  # set while ready but below full size
     step_started_at: datetime | None = None
     pause: Pause | None = None
+    steps_hash: str = ""  # of the canary steps the step index refers to; "" if unknown
 
     def to_dict(self) -> dict[str, Any]:
         out = self.ref.to_dict() | {
@@ -225,11 +234,12 @@ class CandidateStatus:
             "step": self.step,
             "startedAt": ts(self.started_at),
         }
-        _put(out, "readySince", self.ready_since)
-        _put(out, "notReadySince", self.not_ready_since)
-        _put(out, "stepStartedAt", self.step_started_at)
-        if self.pause is not None:
-            out["pause"] = self.pause.to_dict()
+        _set(out, "readySince", self.ready_since)
+        _set(out, "notReadySince", self.not_ready_since)
+        _set(out, "notCompleteSince", self.not_complete_since)
+        _set(out, "stepStartedAt", self.step_started_at)
+        out["pause"] = None if self.pause is None else self.pause.to_dict()
+        out["stepsHash"] = self.steps_hash
         return out
 
     @classmethod
@@ -243,8 +253,10 @@ class CandidateStatus:
             step=_count(data, "step"),
             ready_since=_opt_time(data, "readySince", path),
             not_ready_since=_opt_time(data, "notReadySince", path),
+            not_complete_since=_opt_time(data, "notCompleteSince", path),
             step_started_at=_opt_time(data, "stepStartedAt", path),
             pause=None if pause is None else Pause.from_dict(pause, f"{path}.pause"),
+            steps_hash=_text(data, "stepsHash"),
         )
 
 
@@ -343,8 +355,8 @@ class AnalysisStatus:
             "inconclusive": self.inconclusive,
             "metrics": [m.to_dict() for m in self.metrics],
         }
-        _put(out, "lastMeasuredAt", self.last_measured_at)
-        _put(out, "result", None if self.result is None else self.result.value)
+        _set(out, "lastMeasuredAt", self.last_measured_at)
+        _set(out, "result", None if self.result is None else self.result.value)
         return out
 
     @classmethod
@@ -477,6 +489,7 @@ class RolloutStatus:
     conditions: tuple[Condition, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
     last_action: LastAction | None = None
+    handled: tuple[str, ...] = ()  # the last HANDLED_LIMIT requests, as "<action>:<nonce>"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -486,9 +499,9 @@ class RolloutStatus:
             "traffic": self.traffic.to_dict(),
             "conditions": [c.to_dict() for c in self.conditions],
             "history": [h.to_dict() for h in self.history],
+            "handledActions": list(self.handled),
         }
-        if self.revision:
-            out["revision"] = self.revision
+        out["revision"] = self.revision
         for key, record in (
             ("stable", self.stable),
             ("candidate", self.candidate),
@@ -497,8 +510,7 @@ class RolloutStatus:
             ("analysis", self.analysis),
             ("lastAction", self.last_action),
         ):
-            if record is not None:
-                out[key] = record.to_dict()
+            out[key] = None if record is None else record.to_dict()
         return out
 
     @classmethod
@@ -545,4 +557,5 @@ class RolloutStatus:
                 for i, h in enumerate(d.get("history") or [])
             ),
             last_action=None if action is None else LastAction.from_dict(action, f"{p}.lastAction"),
+            handled=tuple(str(x) for x in d.get("handledActions") or []),
         )

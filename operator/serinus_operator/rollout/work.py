@@ -6,8 +6,10 @@ function while its steps read as plain assignments.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from serinus_operator.api import ModelDeploymentSpec, ShadowThen, StrategySpec, StrategyType
@@ -29,6 +31,10 @@ from serinus_operator.rollout.status import (
     Stage,
 )
 
+# A revision that carried traffic is not scaled down or removed in the same decision that
+# moves the traffic away: routers and in-flight requests need a moment to follow.
+GRACE = timedelta(seconds=10)
+
 
 def first_stage(strategy: StrategySpec) -> Stage:
     return {
@@ -46,6 +52,18 @@ def stage_fits(stage: Stage, strategy: StrategySpec) -> bool:
         then_canary = strategy.shadow is not None and strategy.shadow.then == ShadowThen.CANARY
         return stage == Stage.SHADOW or (stage == Stage.CANARY and then_canary)
     return stage in (Stage.PREVIEW, Stage.POST_PROMOTION)
+
+
+def steps_hash(strategy: StrategySpec) -> str:
+    """A short hash of the canary steps: the step index only means something under them."""
+    steps = strategy.canary.steps if strategy.canary is not None else ()
+    canonical = json.dumps(
+        [
+            [s.set_weight, s.pause, None if s.duration is None else s.duration.total_seconds()]
+            for s in steps
+        ]
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
 @dataclass
@@ -108,6 +126,16 @@ class Work:
         self._record(ref, Outcome.PROMOTED, "FirstRevision", "first revision, no rollout")
         self.emit(Reason.INITIALIZED, f"first revision {ref.version} ({ref.revision}) is stable")
 
+    def replace_first(self) -> None:
+        """The first revision never became available: the new one takes its place outright."""
+        old = self.status.stable
+        assert old is not None
+        new = self.target
+        message = f"never available; replaced by {new.version} ({new.revision})"
+        self._record(old.ref, Outcome.SUPERSEDED, "Superseded", message)
+        self.emit(Reason.SUPERSEDED, f"{old.ref.version} ({old.ref.revision}) {message}")
+        self.initialize()
+
     def start(self, ref: RevisionRef, reason: Reason = Reason.ROLLOUT_STARTED) -> None:
         strategy = self.spec.strategy
         previous = self.status.previous
@@ -119,6 +147,7 @@ class Work:
                 strategy=strategy.type,
                 stage=first_stage(strategy),
                 started_at=self.now,
+                steps_hash=steps_hash(strategy),
             ),
             analysis=None,
             rolled_back=None,
@@ -154,8 +183,8 @@ class Work:
         old = self.status.stable
         delay = self.spec.strategy.scale_down_delay
         previous = None
-        if old is not None and delay.total_seconds() > 0:
-            previous = PreviousStatus(old.ref, self.now + delay)
+        if old is not None:
+            previous = PreviousStatus(old.ref, self.now + max(delay, GRACE))
         self.set(stable=StableStatus(c.ref, self.now, self.now), previous=previous, analysis=None)
         self.emit(Reason.PROMOTED, f"{c.ref.version} ({c.ref.revision}) is stable: {message}")
 
@@ -168,7 +197,8 @@ class Work:
         self._record(prev.ref, Outcome.REVERTED, "Reverted", f"back from {old.ref.version}")
         self.set(
             stable=StableStatus(prev.ref, self.now, self.now),
-            previous=PreviousStatus(old.ref, self.now + delay) if delay.total_seconds() else None,
+            previous=PreviousStatus(old.ref, self.now + max(delay, GRACE)),
+            rolled_back=None,  # the spec moved on from the failed revision
         )
         self.emit(
             Reason.REVERTED,

@@ -175,6 +175,22 @@ def manifest(spec: Mapping[str, Any], name: str = "fraud") -> dict[str, Any]:
     }
 
 
+# --- status as the API server stores it ------------------------------------------------------
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as kopf sends status updates: null deletes a key."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
 # --- invariants ------------------------------------------------------------------------------
 
 
@@ -209,7 +225,8 @@ def check_invariants(d: Decision, observed: Observed) -> None:
         assert c.ref.revision in ensured
         assert s.stable is None or c.ref.revision != s.stable.ref.revision
     assert len(s.history) <= 10
-    assert not schema_errors(s.to_dict(), "status"), schema_errors(s.to_dict(), "status")
+    stored = merge_patch({}, s.to_dict())
+    assert not schema_errors(stored, "status"), schema_errors(stored, "status")
 
 
 def restart(status: RolloutStatus) -> RolloutStatus:
@@ -238,6 +255,7 @@ class Sim:
     nonce: int = 0
     last: Decision | None = None
     check: bool = True
+    stored: dict[str, Any] = field(default_factory=dict)  # the status as merge-patched
 
     @classmethod
     def started(cls, raw: dict[str, Any]) -> Sim:
@@ -311,6 +329,9 @@ class Sim:
             assert again.status == d.status, "decide is not idempotent"
             assert not again.of(Notify), again.of(Notify)
             assert without_events(again) == without_events(d)
+        self.stored = merge_patch(self.stored, json.loads(json.dumps(d.status.to_dict())))
+        if self.check:
+            assert RolloutStatus.from_dict(self.stored) == d.status, "stored status differs"
         self.status, self.last = d.status, d
         self._apply(d)
         return d

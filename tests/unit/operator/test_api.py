@@ -264,3 +264,8 @@ def test_bad_action_annotation(value: str, hint: str) -> None:
         api.parse_action(value)
     assert err.value.field == "metadata.annotations[serinus.dev/action]"
     assert hint in err.value.message
+    obj = manifest(spec_dict())
+    obj["metadata"]["annotations"] = {api.ACTION_ANNOTATION: value}
+    md = api.parse(obj)  # a bad request never degrades the object
+    assert md.request is None
+    assert md.invalid_request == api.InvalidRequest(value, str(err.value))

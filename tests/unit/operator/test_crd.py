@@ -166,6 +166,25 @@ def test_schema_is_structural() -> None:
             assert not schema_errors_for(node, node["default"]), path
 
 
+def test_cel_rules_pass_on_every_default() -> None:
+    """The API server runs a node's CEL rules on its default when the CRD is registered."""
+    checked = 0
+    for path, node in schema_nodes(openapi_schema()):
+        if "default" in node:
+            for where, message, passed in cel_results(node, node["default"], path):
+                checked += 1
+                assert passed, f"{where}: default {node['default']!r} breaks {message!r}"
+    assert checked, "no default with a rule was checked"
+
+
+def test_spec_requires_a_strategy_in_the_crd_and_the_api() -> None:
+    spec = spec_dict()
+    del spec["strategy"]
+    assert schema_errors(manifest(spec))
+    with pytest.raises(api.SpecError, match=r"spec\.strategy"):
+        api.parse_spec(spec)
+
+
 def schema_errors_for(node: Mapping[str, Any], value: Any) -> list[str]:
     import jsonschema
 
@@ -298,6 +317,13 @@ CEL_CASES: list[tuple[str, dict[str, Any], str]] = [
         "needs gatewayRef",
     ),
     ("service with canary", with_spec(traffic={"provider": "Service"}), "only with strategy.type"),
+    ("zero deadline", with_spec(progressDeadline="0"), "progressDeadline must be longer"),
+    ("zero deadline 0s", with_spec(progressDeadline="0m0s"), "progressDeadline must be longer"),
+    (
+        "sub-second interval",
+        with_spec(analysis={"interval": "500ms", "metrics": [{"name": "drift", "max": 1}]}),
+        "at least 1s",
+    ),
 ]
 
 
@@ -341,6 +367,7 @@ SCHEMA_CASES: list[tuple[str, dict[str, Any]]] = [
     ("mirror 0", with_spec(strategy={"type": "Shadow", "shadow": {"mirrorPercent": 0}})),
     ("noData", with_spec(analysis={"noData": "Skip", "metrics": [{"name": "drift", "max": 1}]})),
     ("bad name", with_spec(analysis={"metrics": [{"name": "Drift", "max": 1}]})),
+    ("fractional cpu", with_spec(serving={"resources": {"requests": {"cpu": 0.5}}})),
 ]
 
 

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from serinus_operator.analysis.verdict import Verdict
-from serinus_operator.rollout import Phase, Reason, RemoveRevision, RevisionObservation, Stage
-from unit.operator.kit import ANALYSIS, CANARY, M, S, Sim, Tick, spec_dict, walk
+from serinus_operator.rollout import (
+    Phase,
+    Reason,
+    RemoveRevision,
+    RevisionObservation,
+    RunAnalysis,
+    Stage,
+)
+from unit.operator.kit import (
+    ANALYSIS,
+    BLUE_GREEN,
+    CANARY,
+    SHADOW,
+    M,
+    S,
+    Sim,
+    Tick,
+    spec_dict,
+    walk,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -20,6 +40,7 @@ def test_first_revision_goes_straight_to_stable() -> None:
         sim,
         [
             Tick(phase=Phase.INITIALIZING, weight=0, events=(R.INITIALIZED,), stable="v1"),
+            Tick(S, phase=Phase.STABLE, weight=0, events=(R.STABLE_AVAILABLE,), stable="v1"),
             Tick(S, phase=Phase.STABLE, weight=0, events=(), stable="v1"),
         ],
     )
@@ -60,7 +81,7 @@ def test_canary_walks_every_step_then_promotes_and_scales_down_later() -> None:
     assert sim.status.previous is not None
     assert sim.status.previous.ref.revision == old
     assert old in sim.world  # kept warm for scaleDownDelay (30s by default)
-    walk(sim, [Tick(29 * S, events=()), Tick(S, events=(R.SCALED_DOWN,))])
+    walk(sim, [Tick(29 * S, events=()), Tick(S, events=(R.REVISION_REMOVED,))])
     assert sim.last is not None
     assert RemoveRevision(old) in sim.last.actions
     sim.step()
@@ -258,6 +279,36 @@ def test_candidate_losing_readiness_loses_its_traffic_then_is_rolled_back() -> N
     )
 
 
+@pytest.mark.parametrize("strategy", [CANARY, SHADOW], ids=["canary", "shadow"])
+def test_no_analysis_runs_or_counts_while_the_candidate_is_not_ready(
+    strategy: dict[str, object],
+) -> None:
+    """Unready, it has no traffic: a noData: Fail policy must not roll it back for that."""
+    analysis = ANALYSIS | {"noData": "Fail", "failureLimit": 0, "interval": "1m"}
+    sim = Sim.started(spec_dict("v1", strategy=strategy, analysis=analysis))
+    sim.new_version("v2")
+    walk(sim, [Tick(), Tick(S), Tick(S, ready=False, events=(R.CANDIDATE_NOT_READY,))])
+    lost = sim.now
+    for _ in range(3):
+        d = sim.step(M, verdict=Verdict.NO_DATA, requests=0)
+        assert not d.of(RunAnalysis)
+        assert sim.status.phase == Phase.PROGRESSING
+    assert sim.status.analysis is not None
+    assert sim.status.analysis.failures == 0
+    sim.set_ready(sim.candidate, True)
+    stale = sim.measurement(Verdict.FAIL)
+    stale = replace(stale, at=lost + M)
+    d = sim.step(S, measurements=[stale])
+    assert sim.status.candidate is not None, "a measurement from the outage counted"
+    assert sim.status.analysis is not None
+    assert sim.status.analysis.failures == 0
+    recovered = sim.now
+    d = sim.step(M)
+    runs = d.of(RunAnalysis)
+    assert len(runs) == 1
+    assert runs[0].window_start == recovered
+
+
 def test_step_timers_wait_for_the_candidate_to_be_ready() -> None:
     sim = Sim.started(spec_dict("v1"))
     sim.new_version("v2")
@@ -279,6 +330,33 @@ def test_wake_at_is_the_next_timer() -> None:
     assert d.wake_at == sim.now + 30 * S  # the first measurement
     d = sim.step(30 * S, verdict=PASS)
     assert d.wake_at == sim.now + 30 * S
+
+
+def test_wake_at_comes_back_when_a_measurement_is_overdue() -> None:
+    """A RunAnalysis whose result has not arrived yet must not leave the operator asleep."""
+    sim = Sim.started(spec_dict("v1", analysis=ANALYSIS))
+    sim.new_version("v2")
+    sim.step()
+    sim.step(S)  # ready; the 2m pause step runs
+    d = sim.step(30 * S)  # the measurement is due, none has come back
+    assert d.of(RunAnalysis)
+    assert d.wake_at == sim.now + 30 * S
+    d = sim.step(10 * S)  # still none: overdue
+    assert d.wake_at == sim.now + 30 * S
+
+
+def test_wake_at_includes_the_scale_down_of_the_replaced_revision() -> None:
+    strategy = {"canary": {"steps": [{"setWeight": 50}]}, "scaleDownDelay": "5m"}
+    sim = Sim.started(spec_dict("v1", strategy=strategy))
+    old = sim.revision
+    sim.new_version("v2")
+    sim.step()
+    d = sim.step(S)
+    assert sim.status.phase == Phase.STABLE
+    assert d.wake_at == sim.now + 5 * M  # nothing else is pending
+    d = sim.step(5 * M)
+    assert RemoveRevision(old) in d.actions
+    assert d.wake_at is None
 
 
 def test_steps_starting_with_a_pause_send_no_traffic_until_a_weight_is_set() -> None:
@@ -314,3 +392,50 @@ def test_partly_ready_candidate_keeps_its_weight_but_is_not_promoted() -> None:
     sim.set_ready(rev, True)
     walk(sim, [Tick(S, phase=Phase.STABLE, stable="v2")])
     assert CANARY["canary"]["steps"][0] == {"setWeight": 10}
+
+
+PARTIAL: list[tuple[str, dict[str, object]]] = [
+    ("canary", {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1m"}}]}}),
+    ("shadow", SHADOW),
+    ("bluegreen", BLUE_GREEN),
+]
+
+
+@pytest.mark.parametrize("strategy", [p[1] for p in PARTIAL], ids=[p[0] for p in PARTIAL])
+def test_a_candidate_stuck_below_full_size_says_so_and_rolls_back_at_the_deadline(
+    strategy: dict[str, object],
+) -> None:
+    sim = Sim.started(spec_dict("v1", strategy=strategy))
+    rev = sim.new_version("v2")
+    walk(sim, [Tick(), Tick(S)])
+    sim.pin(rev, RevisionObservation(2, 1, True))  # serving, one pod never comes back
+    d = sim.step(S)
+    lost = sim.now
+    assert d.wake_at is not None
+    assert d.wake_at <= lost + 10 * M
+    assert "waiting for full size (1/2 ready)" in sim.status.message
+    progressing = {c.type: c for c in sim.status.conditions}["Progressing"]
+    assert (progressing.reason, progressing.message) == (
+        "WaitingForFullSize",
+        "waiting for full size (1/2 ready)",
+    )
+    walk(sim, [Tick(9 * M, phase=Phase.PROGRESSING), Tick(M - S, phase=Phase.PROGRESSING)])
+    assert sim.last is not None
+    assert sim.last.wake_at == lost + 10 * M
+    walk(sim, [Tick(S, phase=Phase.ROLLED_BACK, weight=0, events=(R.ROLLED_BACK,))])
+    assert sim.status.rolled_back is not None
+    assert sim.status.rolled_back.reason == "ProgressDeadlineExceeded"
+    assert "1/2 ready" in sim.status.rolled_back.message
+
+
+def test_a_candidate_back_at_full_size_in_time_is_not_rolled_back() -> None:
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    sim = Sim.started(spec_dict("v1", strategy={"canary": {"steps": steps}}))
+    rev = sim.new_version("v2")
+    walk(sim, [Tick(), Tick(S, weight=50)])
+    sim.pin(rev, RevisionObservation(2, 1, True))
+    walk(sim, [Tick(S), Tick(9 * M, phase=Phase.PAUSED)])
+    sim.set_ready(rev, True)
+    walk(sim, [Tick(S, phase=Phase.PAUSED), Tick(10 * M, phase=Phase.PAUSED, weight=50)])
+    assert sim.status.candidate is not None
+    assert sim.status.candidate.not_complete_since is None

@@ -126,7 +126,7 @@ def test_blue_green_previews_switches_and_keeps_the_old_revision_warm() -> None:
     assert prev is not None
     assert prev.ref.revision == old
     assert prev.scale_down_at == sim.now + 10 * M
-    walk(sim, [Tick(10 * M, events=(R.SCALED_DOWN,))])
+    walk(sim, [Tick(10 * M, events=(R.REVISION_REMOVED,))])
 
 
 def test_blue_green_post_promotion_failure_switches_back_instantly() -> None:

@@ -7,7 +7,21 @@ import pytest
 from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict, combine
 from serinus_operator.api import SpecError
 from serinus_operator.rollout import Phase, RolloutStatus
-from unit.operator.kit import ANALYSIS, BLUE_GREEN, T0, S, Sim, restart, schema_errors, spec_dict
+from unit.operator.kit import (
+    ANALYSIS,
+    BLUE_GREEN,
+    CANARY,
+    SHADOW,
+    SHADOW_CANARY,
+    T0,
+    M,
+    S,
+    Sim,
+    merge_patch,
+    restart,
+    schema_errors,
+    spec_dict,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -32,7 +46,32 @@ def test_a_rich_status_round_trips_and_matches_the_schema() -> None:
     assert status.analysis is not None
     assert status.last_action is not None
     assert restart(status) == status
-    assert schema_errors(status.to_dict(), "status") == []
+    assert schema_errors(merge_patch({}, status.to_dict()), "status") == []
+
+
+@pytest.mark.parametrize("strategy", [CANARY, SHADOW, SHADOW_CANARY, BLUE_GREEN], ids=str)
+def test_cleared_fields_are_deleted_by_the_merge_patch(strategy: dict[str, object]) -> None:
+    """Status updates are merge patches: a cleared record must be sent as null, not left out.
+
+    ``Sim`` merge-patches every decision onto ``stored``; here a full walk with a pause, an
+    analysis run and a promotion must leave nothing behind once the rollout is over.
+    """
+    sim = Sim.started(spec_dict("v1", strategy=strategy, analysis=ANALYSIS))
+    sim.new_version("v2")
+    sim.step()
+    sim.step(S)
+    sim.step(30 * S, verdict=Verdict.PASS)
+    sim.step(action="pause")
+    sim.step(S, action="resume")
+    for _ in range(40):
+        sim.step(M, action="promote" if sim.status.candidate else None)
+        if sim.status.candidate is None and sim.status.previous is None:
+            break
+    assert sim.status.stable is not None
+    assert sim.status.stable.ref.version == "v2"
+    assert RolloutStatus.from_dict(sim.stored) == sim.status
+    for key in ("candidate", "analysis", "previous"):
+        assert key not in sim.stored, key
 
 
 def test_a_corrupt_time_names_the_field() -> None:
