@@ -8,21 +8,27 @@ from pathlib import Path
 import uvicorn
 
 from serinus_serving.router.app import RouterApp
+from serinus_serving.router.kube_source import (
+    ConfigMapSource,
+    KubeConfig,
+    KubeConfigError,
+    parse_target,
+)
 from serinus_serving.router.sources import FileSource
 
 
 def build(routes: str) -> RouterApp:
     app = RouterApp()
+    source: FileSource | ConfigMapSource
     if routes.startswith("configmap:"):
-        raise SystemExit(
-            "configmap: routing tables are read by the operator's Kubernetes platform, "
-            "which is not built yet; use a JSON file path"
-        )
-    source = FileSource(
-        Path(routes),
-        app.apply,
-        rejected=app.rejected,
-    )
+        try:
+            namespace, name = parse_target(routes.removeprefix("configmap:"))
+            config = KubeConfig.from_env()
+        except KubeConfigError as exc:
+            raise SystemExit(str(exc)) from exc
+        source = ConfigMapSource(namespace, name, app.apply, rejected=app.rejected, config=config)
+    else:
+        source = FileSource(Path(routes), app.apply, rejected=app.rejected)
     app.on_startup.append(source.start)
     app.on_shutdown.append(source.stop)
     return app
