@@ -162,6 +162,9 @@ class Load:
 
     def __enter__(self) -> Load:
         self._thread.start()
+        deadline = time.monotonic() + 10  # the load is running before the test goes on
+        while not self.served and not self.failures and time.monotonic() < deadline:
+            time.sleep(0.01)
         return self
 
     def __exit__(self, *_: object) -> None:
