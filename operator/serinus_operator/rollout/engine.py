@@ -24,7 +24,7 @@ from serinus_operator.rollout.actions import (
     SetTraffic,
 )
 from serinus_operator.rollout.observed import Observed
-from serinus_operator.rollout.status import Phase, RolloutStatus, Stage, Traffic
+from serinus_operator.rollout.status import PauseReason, Phase, RolloutStatus, Stage, Traffic
 from serinus_operator.rollout.work import Work, stage_fits, steps_hash
 
 _EXPLAINS_TRAFFIC = {
@@ -63,7 +63,7 @@ def _reconcile_revision(w: Work) -> None:
             w.supersede("the spec went back to the stable revision")
         w.set(rolled_back=None)
         return
-    if c is None and s.stable.ready_at is None:
+    if c is None and s.stable.ready_at is None and not w.observed.ready(s.stable.ref.revision):
         w.replace_first()  # nothing ever served: a rollout would send traffic to a dud
         return
     if c is not None:
@@ -86,7 +86,9 @@ def _reconcile_steps(w: Work) -> None:
         w.set_candidate(steps_hash=current)  # not on the steps yet, or an older status
         return
     started = w.now if c.ready_since is not None else None
-    w.set_candidate(step=0, step_started_at=started, pause=None, steps_hash=current)
+    # A pause someone (or inconclusive analysis) asked for outlives the edit.
+    keep = c.pause if c.pause and c.pause.reason != PauseReason.AWAITING_PROMOTION else None
+    w.set_candidate(step=0, step_started_at=started, pause=keep, steps_hash=current)
     w.emit(Reason.ROLLOUT_RESTARTED, "canary steps changed: starting them again from step 1")
 
 
@@ -142,18 +144,25 @@ def invalid(status: RolloutStatus, error: SpecError, generation: int, now: datet
 
     Nothing can be analysed or advanced without a valid spec, so the candidate keeps its
     Deployment but loses its live and mirrored traffic: all of it goes to stable until the
-    spec is fixed, when the next decision derives the traffic again.
+    spec is fixed, when the next decision derives the traffic again. After a switch (the
+    candidate already serves everything) the switch stays; only the mirror stops.
     """
     _require_aware(now)
     message = str(error)
     actions: list[Action] = []
+    traffic = Traffic()
     if status.stable is not None:
         c = status.candidate
+        # After a switch (blue-green, post-promotion) the candidate is what serves and the
+        # old stable may be cold: keep the switch, stop only the mirror.
+        switched = c is not None and status.traffic.stable == 0 and status.traffic.candidate > 0
+        if switched:
+            traffic = replace(status.traffic, mirror=0)
         actions.append(
             SetTraffic(
                 stable=status.stable.ref.revision,
                 candidate=None if c is None else c.ref.revision,
-                candidate_weight=0,
+                candidate_weight=traffic.candidate if switched else 0,
                 mirror_percent=0,
             )
         )
@@ -164,7 +173,7 @@ def invalid(status: RolloutStatus, error: SpecError, generation: int, now: datet
         phase=Phase.DEGRADED,
         message=message,
         observed_generation=generation,
-        traffic=Traffic(),
+        traffic=traffic,
         conditions=conditions.degrade(status, message, now),
     )
     return Decision(new, tuple(actions), None)

@@ -8,6 +8,7 @@ A request that makes no sense in the current state is recorded as ignored, with 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from serinus_operator.api import ManualAction, ShadowThen
@@ -134,10 +135,28 @@ _HANDLERS: dict[ManualAction, Callable[[Work], Result]] = {
 def _ignore_invalid(w: Work) -> None:
     """A malformed annotation: one warning event, remembered like a handled request."""
     bad = w.observed.invalid_request
-    if bad is None or bad.value in w.status.handled:
+    if bad is None:
         return
-    w.set(handled=(*w.status.handled, bad.value)[-HANDLED_LIMIT:])
-    w.emit(Reason.ACTION_IGNORED, f"request ignored: {bad.error}", warning=True)
+    key = _bounded(bad.value)
+    if key in w.status.handled:
+        return
+    w.set(handled=(*w.status.handled, key)[-HANDLED_LIMIT:])
+    w.emit(Reason.ACTION_IGNORED, f"request ignored: {_clip(bad.error)}", warning=True)
+
+
+_KEEP = 100
+
+
+def _bounded(value: str) -> str:
+    """An annotation can hold 256 kB; status keeps a bounded stand-in for a long one."""
+    if len(value) <= _KEEP:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"{value[:40]}...sha256:{digest}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 2 * _KEEP else text[: 2 * _KEEP] + "..."
 
 
 def apply_request(w: Work) -> None:

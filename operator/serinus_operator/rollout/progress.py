@@ -45,6 +45,8 @@ def track_candidate(w: Work) -> None:
         return
     if w.observed.ready(rev):
         _track_full_size(w)
+        if w.candidate is None:  # rolled back for staying below full size
+            return
         if c.not_ready_since is not None:
             w.set_candidate(not_ready_since=None)
             a = w.status.analysis
