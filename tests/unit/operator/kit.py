@@ -36,6 +36,7 @@ from serinus_operator.rollout import (
     SetTraffic,
     decide,
 )
+from serinus_operator.rollout.patch import merge_diff
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_PATH = ROOT / "crds" / "modeldeployment.yaml"
@@ -329,7 +330,8 @@ class Sim:
             assert again.status == d.status, "decide is not idempotent"
             assert not again.of(Notify), again.of(Notify)
             assert without_events(again) == without_events(d)
-        self.stored = merge_patch(self.stored, json.loads(json.dumps(d.status.to_dict())))
+        new = json.loads(json.dumps(d.status.to_dict()))
+        self.stored = merge_patch(self.stored, merge_diff(self.stored, new))
         if self.check:
             assert RolloutStatus.from_dict(self.stored) == d.status, "stored status differs"
         self.status, self.last = d.status, d
