@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from support import models
+
+# The machines are shared and noisy: timing is never what a property test judges.
+settings.register_profile("serinus", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("serinus")
 
 
 @pytest.fixture(scope="session")

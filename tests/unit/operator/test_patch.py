@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serinus_operator.rollout.patch import apply, merge_diff
@@ -18,11 +18,12 @@ LEAVES = st.one_of(st.integers(), st.text(max_size=3), st.booleans())
 JSON = st.recursive(
     LEAVES | st.lists(LEAVES, max_size=3),
     lambda inner: st.dictionaries(KEYS, inner, max_size=4),
-    max_leaves=12,
+    max_leaves=6,
 )
-OBJECTS = st.dictionaries(KEYS, JSON, max_size=4)
+OBJECTS = st.dictionaries(KEYS, JSON, max_size=3)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stored=OBJECTS, new=OBJECTS)
 def test_applying_the_diff_gives_the_new_object(
     stored: dict[str, Any], new: dict[str, Any]
