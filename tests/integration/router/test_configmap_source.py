@@ -32,31 +32,13 @@ from serinus_serving.router.kube_source import (
     parse_target,
     routes_text,
 )
-from support import models
 from support.kube import FakeKubeApi
-from support.serve import ServeProcess, _running, serve
+from support.serve import ServeProcess, _running
 
 pytestmark = pytest.mark.integration
 
 N_FEATURES = 4
 NS, NAME = "ml", "fraud-routes"
-
-
-@pytest.fixture(scope="module")
-def revisions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServeProcess]]:
-    """Two revisions: ``old`` says 1 when x0 > 0.5, ``new`` when x0 > 0.7."""
-    work = tmp_path_factory.mktemp("revisions")
-    old = models.threshold_classifier(work / "old.onnx", threshold=0.5)
-    new = models.threshold_classifier(work / "new.onnx", threshold=0.7)
-    with contextlib.ExitStack() as stack:
-        yield {
-            "old": stack.enter_context(
-                serve("--model", str(old), "--name", "m", "--version", "1", log_dir=work)
-            ),
-            "new": stack.enter_context(
-                serve("--model", str(new), "--name", "m", "--version", "2", log_dir=work)
-            ),
-        }
 
 
 @pytest.fixture
