@@ -119,11 +119,21 @@ def _due(w: Work, c: CandidateStatus) -> bool:
     return end is not None and w.now >= end
 
 
+def _measured(w: Work) -> bool:
+    """Promotions and switches need evidence: with analysis configured, at least one
+    measurement must have counted in this stage (a candidate whose readiness flaps faster
+    than the interval is never measured, and so never promoted)."""
+    if w.spec.analysis is None or not w.spec.analysis.metrics:
+        return True
+    a = w.status.analysis
+    return a is not None and a.measurements > 0
+
+
 def _canary_step(w: Work, c: CandidateStatus) -> bool:
     """Take one canary step if it can be taken now; False when the rollout must wait."""
     steps = steps_of(w)
     if c.step >= len(steps):
-        if not w.complete(c.ref.revision):
+        if not w.complete(c.ref.revision) or not _measured(w):
             return False
         w.promote(f"all {len(steps)} canary steps passed")
         return True
@@ -153,11 +163,11 @@ def _stage_step(w: Work, c: CandidateStatus) -> bool:
         if strategy.shadow is not None and strategy.shadow.then == ShadowThen.CANARY:
             to_canary(w)
             return True
-        if not w.complete(c.ref.revision):
+        if not w.complete(c.ref.revision) or not _measured(w):
             return False
         w.promote("shadow analysis passed")
         return True
-    if not w.complete(c.ref.revision):
+    if not w.complete(c.ref.revision) or not _measured(w):
         return False
     if c.stage == Stage.PREVIEW:
         if strategy.blue_green is not None and not strategy.blue_green.auto_promote:

@@ -439,7 +439,9 @@ def _promoted_with_no_delay(sim: Sim) -> str:
 
 def _rolled_back_after_the_switch(sim: Sim) -> str:
     sim.new_version("v2")
-    walk(sim, [Tick(), Tick(S), Tick(5 * M, phase=Phase.PROMOTING, weight=100)])
+    walk(
+        sim, [Tick(), Tick(S), Tick(5 * M, verdict=Verdict.PASS, phase=Phase.PROMOTING, weight=100)]
+    )
     rev = sim.candidate
     walk(sim, [Tick(30 * S, verdict=Verdict.FAIL), Tick(30 * S, verdict=Verdict.FAIL)])
     assert sim.status.phase == Phase.ROLLED_BACK

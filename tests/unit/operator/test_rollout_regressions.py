@@ -116,3 +116,31 @@ def test_a_huge_malformed_annotation_is_stored_bounded() -> None:
     assert all(len(n.message) <= 300 for n in decision.actions if isinstance(n, Notify))
     again = decide(sim.spec, decision.status, observed, [], sim.now + 2 * S)
     assert not [n for n in again.actions if isinstance(n, Notify)]  # handled once
+
+
+def test_a_candidate_flapping_faster_than_the_interval_is_never_promoted_unmeasured() -> None:
+    """Each recovery restarts the measurement window, so a candidate never ready for a whole
+    interval is never measured; the stage timer must not promote it on no evidence."""
+    from serinus_operator.analysis.verdict import Verdict
+
+    analysis = ANALYSIS | {"interval": "1m", "noData": "Fail", "failureLimit": 0}
+    sim = Sim.started(spec_dict("v1", strategy=SHADOW, analysis=analysis))
+    revision = sim.new_version("v2")
+    sim.step()
+    sim.step(S)
+    for _ in range(16):  # ~14 minutes: past the 10 m shadow
+        sim.pin(revision, RevisionObservation(2, 2, True))
+        sim.step(41 * S)
+        sim.pin(revision, RevisionObservation(2, 0, False))
+        sim.step(11 * S)
+    assert sim.status.candidate is not None, "promoted with no measurement"
+    assert [h.outcome for h in sim.status.history] == [Outcome.PROMOTED]  # only v1's
+    # steady again: the first measurement that counts lets it finish
+    sim.pin(revision, RevisionObservation(2, 2, True))
+    sim.step(S)
+    for _ in range(4):
+        if sim.status.candidate is None:
+            break
+        sim.step(M, verdict=Verdict.PASS)
+    assert sim.status.candidate is None
+    assert sim.status.stable is not None and sim.status.stable.ref.version == "v2"

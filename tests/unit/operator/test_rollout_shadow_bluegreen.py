@@ -87,7 +87,7 @@ def test_shadow_then_canary_continues_with_live_steps() -> None:
     a = sim.status.analysis
     assert a is not None
     assert a.measurements == 0  # each stage has its own analysis run
-    walk(sim, [Tick(3 * M, phase=Phase.STABLE, stable="v2")])
+    walk(sim, [Tick(3 * M, verdict=PASS, phase=Phase.STABLE, stable="v2")])
 
 
 def test_shadow_of_a_candidate_that_goes_down_stops_mirroring() -> None:

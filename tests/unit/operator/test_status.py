@@ -64,7 +64,8 @@ def test_cleared_fields_are_deleted_by_the_merge_patch(strategy: dict[str, objec
     sim.step(action="pause")
     sim.step(S, action="resume")
     for _ in range(40):
-        sim.step(M, action="promote" if sim.status.candidate else None)
+        live = sim.status.candidate is not None
+        sim.step(M, verdict=Verdict.PASS if live else None, action="promote" if live else None)
         if sim.status.candidate is None and sim.status.previous is None:
             break
     assert sim.status.stable is not None
