@@ -92,6 +92,18 @@ def _reconcile_steps(w: Work) -> None:
     w.emit(Reason.ROLLOUT_RESTARTED, "canary steps changed: starting them again from step 1")
 
 
+def _restart_clocks(w: Work) -> None:
+    """Leaving Degraded: nothing was analysed meanwhile, so the current step's timer and the
+    measurement window start again rather than counting the invalid time as passed."""
+    c = w.candidate
+    if c is None or c.ready_since is None:
+        return
+    w.set_candidate(step_started_at=w.now)
+    a = w.status.analysis
+    if a is not None:
+        w.set(analysis=replace(a, last_measured_at=w.now))
+
+
 def _traffic_events(w: Work, before: RolloutStatus) -> None:
     if any(e.reason in _EXPLAINS_TRAFFIC for e in w.events):
         return
@@ -114,6 +126,8 @@ def decide(
     w = Work(spec, observed, now, replace(status, observed_generation=observed.generation))
     _reconcile_revision(w)
     w.set(revision=spec.revision)
+    if status.phase == Phase.DEGRADED:
+        _restart_clocks(w)
     progress.track_stable(w)
     progress.track_candidate(w)
     manual.apply_request(w)

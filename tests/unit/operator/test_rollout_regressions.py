@@ -144,3 +144,29 @@ def test_a_candidate_flapping_faster_than_the_interval_is_never_promoted_unmeasu
         sim.step(M, verdict=Verdict.PASS)
     assert sim.status.candidate is None
     assert sim.status.stable is not None and sim.status.stable.ref.version == "v2"
+
+
+def test_time_spent_degraded_does_not_count_toward_the_stage() -> None:
+    """Nothing is analysed while the spec is invalid: fixing it 30 minutes later must not
+    finish the stage at once on the old clock."""
+    from serinus_operator import api
+    from serinus_operator.analysis.verdict import Verdict
+    from serinus_operator.rollout import invalid
+    from serinus_operator.rollout.status import Stage
+    from unit.operator.kit import BLUE_GREEN
+
+    sim = Sim.started(spec_dict("v1", strategy=BLUE_GREEN, analysis=ANALYSIS | {"minRequests": 0}))
+    sim.new_version("v2")
+    sim.step()
+    sim.step(S)
+    for _ in range(12):
+        sim.step(30 * S, verdict=Verdict.PASS)
+        if sim.status.candidate is not None and sim.status.candidate.stage == Stage.POST_PROMOTION:
+            break
+    sim.step(30 * S, verdict=Verdict.PASS)
+    error = api.SpecError("spec.analysis.metrics[0].max", "expected a number")
+    sim.status = invalid(sim.status, error, 9, sim.now + S).status
+    sim.now += 30 * M
+    sim.step()
+    assert sim.status.phase is Phase.PROMOTING, "the post-promotion stage restarts its clock"
+    assert sim.status.candidate is not None
