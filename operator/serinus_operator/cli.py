@@ -127,9 +127,15 @@ def _add_router(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "router",
         help="route a model's traffic between revisions: weights, pinning, shadow",
         description="A reverse proxy in front of a model's revisions. The routing table "
-        "(JSON) is watched and applied within a second; see docs/traffic.md.",
+        "(JSON, from a file or a ConfigMap) is watched and applied within a second; "
+        "see docs/traffic.md.",
     )
-    p.add_argument("--routes", required=True, help="path of the routing table (JSON)")
+    p.add_argument(
+        "--routes",
+        required=True,
+        help="the routing table: a JSON file path, or configmap:NAMESPACE/NAME (its "
+        "routes.json key, watched through the Kubernetes API)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="listen port (default: 8000)")
     _add_log_level(p)

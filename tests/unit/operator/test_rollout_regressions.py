@@ -72,13 +72,9 @@ def test_editing_the_steps_keeps_a_pause_someone_asked_for(how: str) -> None:
     assert sim.status.candidate.pause.reason is reason
 
 
-def test_an_invalid_spec_after_a_switch_keeps_the_switch() -> None:
-    """Post-promotion the candidate serves everything and the old stable may be cold: an
-    invalid spec must not send all traffic back to it."""
-    from serinus_operator import api
+def _switched_blue_green() -> Sim:
+    """A blue-green rollout of v2 driven past its switch, into post-promotion."""
     from serinus_operator.analysis.verdict import Verdict
-    from serinus_operator.rollout import invalid
-    from serinus_operator.rollout.actions import SetTraffic
     from serinus_operator.rollout.status import Stage
     from unit.operator.kit import BLUE_GREEN
 
@@ -89,7 +85,18 @@ def test_an_invalid_spec_after_a_switch_keeps_the_switch() -> None:
     for _ in range(12):
         sim.step(30 * S, verdict=Verdict.PASS)
         if sim.status.candidate is not None and sim.status.candidate.stage == Stage.POST_PROMOTION:
-            break
+            return sim
+    raise AssertionError("the blue-green rollout never reached post-promotion")
+
+
+def test_an_invalid_spec_after_a_switch_keeps_the_switch() -> None:
+    """Post-promotion the candidate serves everything and the old stable may be cold: an
+    invalid spec must not send all traffic back to it."""
+    from serinus_operator import api
+    from serinus_operator.rollout import invalid
+    from serinus_operator.rollout.actions import SetTraffic
+
+    sim = _switched_blue_green()
     assert sim.status.traffic.candidate == 100
     error = api.SpecError("spec.analysis.metrics[0].max", "expected a number")
     decision = invalid(sim.status, error, 9, sim.now + S)
@@ -152,17 +159,8 @@ def test_time_spent_degraded_does_not_count_toward_the_stage() -> None:
     from serinus_operator import api
     from serinus_operator.analysis.verdict import Verdict
     from serinus_operator.rollout import invalid
-    from serinus_operator.rollout.status import Stage
-    from unit.operator.kit import BLUE_GREEN
 
-    sim = Sim.started(spec_dict("v1", strategy=BLUE_GREEN, analysis=ANALYSIS | {"minRequests": 0}))
-    sim.new_version("v2")
-    sim.step()
-    sim.step(S)
-    for _ in range(12):
-        sim.step(30 * S, verdict=Verdict.PASS)
-        if sim.status.candidate is not None and sim.status.candidate.stage == Stage.POST_PROMOTION:
-            break
+    sim = _switched_blue_green()
     sim.step(30 * S, verdict=Verdict.PASS)
     error = api.SpecError("spec.analysis.metrics[0].max", "expected a number")
     sim.status = invalid(sim.status, error, 9, sim.now + S).status
