@@ -1,0 +1,181 @@
+"""The kopf handlers: thin adapters that wake one reconcile loop per ModelDeployment.
+
+Each ModelDeployment gets a kopf daemon running :func:`rollout_loop`: read the object,
+:func:`~serinus_operator.reconcile.reconcile` it, sleep until the engine's ``wake_at`` (a
+pause or analysis interval ending) or until something changes. Watch events on the
+ModelDeployment or on its Deployments only *wake* the loop, so there is exactly one pass at
+a time per object, and every pass starts from the object as stored: killed at any point,
+the operator resumes from the status alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from serinus_operator.analysis.providers.base import MetricProvider
+from serinus_operator.api import GROUP, PLURAL, VERSION
+from serinus_operator.platforms.base import Conflict
+from serinus_operator.platforms.kubernetes import Credentials, KubernetesPlatform
+from serinus_operator.reconcile import reconcile
+from serinus_operator.resources.meta import MANAGED_BY, MODEL_LABEL
+from serinus_operator.telemetry import Telemetry
+
+log = logging.getLogger("serinus.operator")
+
+registry = kopf.OperatorRegistry()
+
+#: Without news, look again this often anyway (a missed watch event costs at most this).
+RESYNC_SECONDS = 30.0
+#: Never loop faster than this, whatever ``wake_at`` says.
+MIN_DELAY_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    """What the handlers share, handed to kopf as its ``memo``."""
+
+    credentials: Credentials
+    platform: KubernetesPlatform
+    metrics: MetricProvider | None
+    telemetry: Telemetry
+    clock: Callable[[], datetime] = _utcnow
+    resync_seconds: float = RESYNC_SECONDS
+    wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    healthy: bool = False
+
+    def waker(self, namespace: str, name: str) -> asyncio.Event:
+        return self.wakers.setdefault((namespace, name), asyncio.Event())
+
+    def wake(self, namespace: str | None, name: str | None) -> None:
+        if namespace and name:
+            self.waker(namespace, name).set()
+
+
+def _ctx(memo: Any) -> Context:
+    ctx: Context = memo["serinus"]
+    return ctx
+
+
+@kopf.on.startup(registry=registry)
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Kopf's own bookkeeping stays in annotations under our group; status is all ours.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # The loop posts Events with distinct reasons itself; kopf's would say "Logging".
+    settings.posting.enabled = False
+    # The CRD is installed before the operator (chart, kustomize); not watching CRDs keeps
+    # the RBAC smaller (no cluster-wide read of CustomResourceDefinitions).
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    _ctx(memo).healthy = True
+
+
+@kopf.on.cleanup(registry=registry)
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    ctx.healthy = False
+    if ctx.metrics is not None:
+        await ctx.metrics.aclose()
+
+
+@kopf.on.login(registry=registry)
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf reaches the API with the same credentials as the platform."""
+    c = _ctx(memo).credentials
+    return kopf.ConnectionInfo(
+        server=c.server,
+        token=c.bearer(),
+        ca_path=c.ca_path,
+        certificate_path=c.cert_path,
+        private_key_path=c.key_path,
+        insecure=c.insecure,
+        default_namespace=c.default_namespace,
+    )
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+def modeldeployment_changed(
+    type: str | None, namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    ctx = _ctx(memo)
+    ctx.wake(namespace, name)
+    if type == "DELETED" and namespace and name:
+        ctx.telemetry.forget(namespace, name)
+
+
+@kopf.on.event(
+    "apps",
+    "v1",
+    "deployments",
+    labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+    registry=registry,
+)
+def deployment_changed(
+    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
+    _ctx(memo).wake(namespace, labels.get(MODEL_LABEL))
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=2.0)
+async def rollout(
+    *, namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+) -> None:
+    await rollout_loop(_ctx(memo), namespace or "default", name, stopped=lambda: bool(stopped))
+
+
+async def rollout_loop(
+    ctx: Context, namespace: str, name: str, *, stopped: Callable[[], bool]
+) -> None:
+    """Reconcile ``namespace/name`` until the object is gone or the operator stops."""
+    waker = ctx.waker(namespace, name)
+    backoff = 1.0
+    while not stopped():
+        waker.clear()
+        delay = ctx.resync_seconds
+        try:
+            obj = await ctx.platform.get(namespace, name)
+            if obj is None:
+                return
+            if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                return  # children go with their owner (ownerReferences)
+            result = await reconcile(
+                obj,
+                platform=ctx.platform,
+                metrics=ctx.metrics,
+                clock=ctx.clock,
+                telemetry=ctx.telemetry,
+            )
+            backoff = 1.0
+            if result.decision.wake_at is not None:
+                until = (result.decision.wake_at - ctx.clock()).total_seconds()
+                delay = min(delay, max(MIN_DELAY_SECONDS, until))
+        except Conflict as exc:
+            log.info("%s/%s changed while reconciling (%s); again", namespace, name, exc)
+            delay = MIN_DELAY_SECONDS
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # An API outage or a bug must never crash-loop the operator or retry hot.
+            log.exception("%s/%s: reconcile failed; retrying in %.0f s", namespace, name, backoff)
+            ctx.telemetry.reconcile_errors.labels(namespace, name).inc()
+            delay = backoff
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waker.wait(), timeout=delay)

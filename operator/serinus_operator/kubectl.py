@@ -1,0 +1,248 @@
+"""``kubectl serinus status|promote|abort|pause|resume|retry NAME``.
+
+Manual actions are written to the ``serinus.dev/action`` annotation as
+``<action>:<nonce>``, never to ``spec``, so GitOps tools that own the spec never fight
+them; the operator records what it did with each nonce in ``status.lastAction``.
+``status`` is rendered by the pure :func:`render_status` from the stored object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from serinus_operator.api import ManualAction
+
+ACTIONS: Mapping[str, str] = {
+    "promote": "advance past the current pause or stage (--full: all the way to 100%%)",
+    "abort": "roll the candidate back now; all traffic to stable",
+    "pause": "hold the rollout where it is",
+    "resume": "continue a paused rollout",
+    "retry": "start the rolled-back revision again",
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="the ModelDeployment")
+    p.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace")
+    p.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+    p.add_argument("--context", help="kubeconfig context")
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", help="phase, traffic, last analysis and history of a rollout")
+    _common(p)
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(func=_status)
+    for action, text in ACTIONS.items():
+        p = sub.add_parser(
+            action,
+            help=text,
+            description=f"{text}. Written to the serinus.dev/action annotation, never to spec.",
+        )
+        _common(p)
+        if action == "promote":
+            p.add_argument("--full", action="store_true", help="skip the remaining steps")
+        p.add_argument(
+            "--wait",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="wait this long for the operator to answer (0: do not wait; default 10)",
+        )
+        p.set_defaults(func=_act, action=action)
+
+
+def _platform(args: argparse.Namespace) -> tuple[Any, str]:
+    from serinus_operator.platforms.kubernetes import (
+        KubeClient,
+        KubernetesPlatform,
+        load_credentials,
+    )
+
+    credentials = load_credentials(kubeconfig=args.kubeconfig, context=args.context)
+    namespace = args.namespace or credentials.default_namespace or "default"
+    return KubernetesPlatform(KubeClient(credentials)), namespace
+
+
+def _status(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        platform, namespace = _platform(args)
+        try:
+            obj = await platform.get(namespace, args.name)
+            if obj is None:
+                print(f"modeldeployment {namespace}/{args.name} not found", file=sys.stderr)
+                return 1
+            if args.output == "json":
+                print(json.dumps(obj.get("status") or {}, indent=2, sort_keys=True))
+            else:
+                print(render_status(obj, await platform.events(namespace, args.name)))
+            return 0
+        finally:
+            await platform.client.aclose()
+
+    return asyncio.run(run())
+
+
+def _act(args: argparse.Namespace) -> int:
+    action = (
+        ManualAction.PROMOTE_FULL if getattr(args, "full", False) else ManualAction(args.action)
+    )
+    nonce = f"{int(time.time())}-{secrets.token_hex(3)}"
+
+    async def run() -> int:
+        platform, namespace = _platform(args)
+        try:
+            from serinus_operator.platforms.kubernetes import ApiError
+
+            try:
+                await platform.request_action(namespace, args.name, f"{action.value}:{nonce}")
+            except ApiError as exc:
+                print(f"{namespace}/{args.name}: {exc}", file=sys.stderr)
+                return 1
+            print(f"requested {action.value} on {namespace}/{args.name} (nonce {nonce})")
+            deadline = time.monotonic() + args.wait
+            while time.monotonic() < deadline:
+                obj = await platform.get(namespace, args.name) or {}
+                last = (obj.get("status") or {}).get("lastAction") or {}
+                if last.get("nonce") == nonce:
+                    print(f"{last.get('result', '?')}: {last.get('message', '')}".rstrip(": "))
+                    return 0 if last.get("result") == "Applied" else 3
+                await asyncio.sleep(0.5)
+            if args.wait > 0:
+                print("the operator has not answered yet; see `kubectl serinus status`")
+                return 4
+            return 0
+        finally:
+            await platform.client.aclose()
+
+    return asyncio.run(run())
+
+
+# --- rendering (pure) ------------------------------------------------------------------------
+
+
+def _bound(metric: Mapping[str, Any], spec_metrics: Sequence[Mapping[str, Any]]) -> str:
+    for m in spec_metrics:
+        if m.get("name") == metric.get("name"):
+            parts = []
+            if m.get("min") is not None:
+                parts.append(f">= {m['min']}")
+            if m.get("max") is not None:
+                parts.append(f"<= {m['max']}")
+            if parts:
+                return " and ".join(parts)
+    threshold = metric.get("threshold")
+    return "" if threshold is None else f"bound {threshold}"
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
+    """What ``kubectl serinus status`` prints: phase, traffic, analysis values against
+    their bounds, history, the last events."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    lines = [f"Name:       {meta.get('namespace')}/{meta.get('name')}"]
+    strategy = (spec.get("strategy") or {}).get("type", "?")
+    lines.append(f"Strategy:   {strategy}")
+    lines.append(f"Phase:      {status.get('phase', 'Unknown')}")
+    if status.get("message"):
+        lines.append(f"Message:    {status['message']}")
+    stable = status.get("stable") or {}
+    candidate = status.get("candidate") or {}
+    if stable:
+        lines.append(f"Stable:     {stable.get('version')} ({stable.get('revision')})")
+    if candidate:
+        stage = candidate.get("stage", "")
+        step = candidate.get("step")
+        where = f", stage {stage}" + (f", step {step}" if step is not None else "")
+        lines.append(f"Candidate:  {candidate.get('version')} ({candidate.get('revision')}){where}")
+        pause = candidate.get("pause") or {}
+        if pause:
+            lines.append(f"Paused:     {pause.get('reason')} {pause.get('message', '')}".rstrip())
+    traffic = status.get("traffic") or {}
+    lines.append(
+        f"Traffic:    stable {traffic.get('stable', 100)}%  candidate "
+        f"{traffic.get('candidate', 0)}%  mirror {traffic.get('mirror', 0)}%"
+    )
+    analysis = status.get("analysis") or {}
+    if analysis:
+        spec_metrics = (spec.get("analysis") or {}).get("metrics") or []
+        lines.append(
+            f"Analysis:   {analysis.get('result') or 'running'}  measurements "
+            f"{analysis.get('measurements', 0)}  failures {analysis.get('failures', 0)}  "
+            f"inconclusive {analysis.get('inconclusive', 0)}"
+        )
+        rows: list[tuple[str, ...]] = [("METRIC", "VALUE", "BOUND", "RESULT", "AT")]
+        for m in analysis.get("metrics") or []:
+            rows.append(
+                (
+                    str(m.get("name")),
+                    _value(m.get("value")),
+                    _bound(m, spec_metrics),
+                    str(m.get("result")),
+                    str(m.get("at", "")),
+                )
+            )
+        lines += ["  " + line for line in _table(rows)]
+        for m in analysis.get("metrics") or []:
+            if m.get("message"):
+                lines.append(f"  {m.get('name')}: {m['message']}")
+    conditions = status.get("conditions") or []
+    if conditions:
+        lines.append("Conditions:")
+        rows = [("TYPE", "STATUS", "REASON", "MESSAGE")]
+        rows += [
+            (str(c.get("type")), str(c.get("status")), str(c.get("reason")), str(c.get("message")))
+            for c in conditions
+        ]
+        lines += ["  " + line for line in _table(rows)]
+    history = status.get("history") or []
+    if history:
+        lines.append("History:")
+        rows = [("VERSION", "REVISION", "OUTCOME", "REASON", "FINISHED")]
+        rows += [
+            (
+                str(h.get("version")),
+                str(h.get("revision")),
+                str(h.get("outcome")),
+                str(h.get("reason")),
+                str(h.get("finishedAt")),
+            )
+            for h in reversed(history)
+        ]
+        lines += ["  " + line for line in _table(rows)]
+    if events:
+        lines.append("Events:")
+        recent = sorted(events, key=lambda e: str(e.get("lastTimestamp") or ""))[-10:]
+        rows = [("TIME", "TYPE", "REASON", "MESSAGE")]
+        rows += [
+            (
+                str(e.get("lastTimestamp") or ""),
+                str(e.get("type") or ""),
+                str(e.get("reason") or ""),
+                str(e.get("message") or ""),
+            )
+            for e in recent
+        ]
+        lines += ["  " + line for line in _table(rows)]
+    return "\n".join(lines)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]

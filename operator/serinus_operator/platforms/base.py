@@ -1,0 +1,63 @@
+"""The contract between the reconcile loop and a platform.
+
+A platform observes the revisions that exist, applies resource and traffic actions
+idempotently, records Events and writes status. It knows nothing of rollouts: every
+decision was already made by the pure engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from serinus_operator.api import ModelDeployment
+from serinus_operator.rollout.actions import EnsureRevision, Notify
+from serinus_operator.rollout.observed import RevisionObservation
+from serinus_operator.traffic.base import Routes
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The ModelDeployment being reconciled, as its children's owner."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409): read it again and decide again."""
+
+
+class Platform(Protocol):
+    async def observe(
+        self, ref: ObjectRef, md: ModelDeployment | None
+    ) -> Mapping[str, RevisionObservation]:
+        """Every revision of this ModelDeployment that exists, ready or not."""
+        ...
+
+    async def ensure_revision(
+        self, ref: ObjectRef, md: ModelDeployment, action: EnsureRevision
+    ) -> None:
+        """Run the revision at ``action.replicas`` (created, updated or scaled up)."""
+        ...
+
+    async def scale_down(self, ref: ObjectRef, revision: str) -> None: ...
+
+    async def remove_revision(self, ref: ObjectRef, revision: str) -> None: ...
+
+    async def set_traffic(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
+        """Put ``routes`` into effect with the ModelDeployment's traffic provider."""
+        ...
+
+    async def notify(self, ref: ObjectRef, notify: Notify) -> None:
+        """Record an Event on the ModelDeployment (best effort: never fails the loop)."""
+        ...
+
+    async def write_status(
+        self, ref: ObjectRef, patch: Mapping[str, Any], *, resource_version: str | None
+    ) -> Mapping[str, Any]:
+        """Merge-patch ``status`` (raising :class:`Conflict` when ``resource_version`` is
+        stale) and return the object as stored."""
+        ...

@@ -1,0 +1,515 @@
+"""The Kubernetes platform: actions become API calls. The only module that imports the
+``kubernetes`` client, and only to resolve credentials (kubeconfig, exec plugins,
+in-cluster service account); requests go over one async httpx client.
+
+Objects are applied by create-or-merge-patch, and patched only when what the builders
+render changed (a hash in the ``serinus.dev/applied`` annotation), so a reconcile pass that
+changes nothing sends no writes. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from serinus_operator.api import GROUP, KIND, VERSION, ModelDeployment
+from serinus_operator.api import TrafficProvider as ProviderKind
+from serinus_operator.platforms.base import Conflict, ObjectRef
+from serinus_operator.resources import router as router_resources
+from serinus_operator.resources.config import BuildConfig
+from serinus_operator.resources.deployments import revision_deployment
+from serinus_operator.resources.meta import (
+    COMPONENT_SERVER,
+    MODEL_LABEL,
+    REVISION_LABEL,
+    REVISION_PORT,
+    revision_name,
+)
+from serinus_operator.resources.services import revision_service
+from serinus_operator.rollout.actions import EnsureRevision, Notify
+from serinus_operator.rollout.observed import RevisionObservation
+from serinus_operator.traffic import make_provider
+from serinus_operator.traffic.base import Routes
+
+log = logging.getLogger("serinus.kubernetes")
+
+APPLIED_ANNOTATION: Final = f"{GROUP}/applied"
+PLURAL: Final = "modeldeployments"
+_IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+#: kind -> (apiVersion path prefix, plural) for every kind the builders render.
+_PATHS: Final[Mapping[tuple[str, str], str]] = {
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
+    ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps",
+    ("v1", "ServiceAccount"): "/api/v1/namespaces/{ns}/serviceaccounts",
+    ("v1", "Event"): "/api/v1/namespaces/{ns}/events",
+    ("rbac.authorization.k8s.io/v1", "Role"): (
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles"
+    ),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): (
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"
+    ),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): (
+        "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes"
+    ),
+    (f"{GROUP}/{VERSION}", KIND): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}",
+}
+
+
+class ApiError(Exception):
+    """A Kubernetes API answer other than success, with its ``Status`` message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+
+@dataclass
+class Credentials:
+    """How to reach the API server: what kubeconfig or the service account says."""
+
+    server: str
+    token: str | None = None
+    ca_path: str | None = None
+    cert_path: str | None = None
+    key_path: str | None = None
+    insecure: bool = False
+    default_namespace: str | None = None
+    token_file: Path | None = None  # re-read: projected service-account tokens rotate
+    _refresh: Any = field(default=None, repr=False)
+    _refreshed: float = field(default=0.0, repr=False)
+
+    def bearer(self) -> str | None:
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text().strip()
+            except OSError:
+                return self.token
+        if self._refresh is not None and time.monotonic() - self._refreshed > 60:
+            self._refreshed = time.monotonic()
+            self.token = self._refresh() or self.token
+        return self.token
+
+
+def load_credentials(*, kubeconfig: str | None = None, context: str | None = None) -> Credentials:
+    """In-cluster when running in a pod (and no kubeconfig is named), else kubeconfig."""
+    from kubernetes import client, config  # the only import of the kubernetes client
+
+    cfg = client.Configuration()
+    namespace = None
+    if (
+        kubeconfig is None
+        and os.environ.get("KUBERNETES_SERVICE_HOST")
+        and not os.environ.get("KUBECONFIG")
+    ):
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        ns_file = _IN_CLUSTER_TOKEN.parent / "namespace"
+        namespace = ns_file.read_text().strip() if ns_file.exists() else None
+        token_file: Path | None = _IN_CLUSTER_TOKEN
+    else:
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)  # type: ignore[no-untyped-call]
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        chosen = active
+        if context is not None:
+            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            chosen = next((c for c in contexts if c["name"] == context), active)
+        namespace = (chosen or {}).get("context", {}).get("namespace")
+        token_file = None
+
+    def token_of(c: Any) -> str | None:
+        raw = c.api_key.get("authorization") or c.api_key.get("BearerToken")
+        if not raw:
+            return None
+        text = str(raw)
+        return text.split(" ", 1)[1] if text.lower().startswith("bearer ") else text
+
+    def refresh() -> str | None:
+        hook = cfg.refresh_api_key_hook
+        if hook is not None:
+            hook(cfg)
+        return token_of(cfg)
+
+    return Credentials(
+        server=cfg.host.rstrip("/"),
+        token=token_of(cfg),
+        ca_path=cfg.ssl_ca_cert,
+        cert_path=cfg.cert_file,
+        key_path=cfg.key_file,
+        insecure=not cfg.verify_ssl,
+        default_namespace=namespace,
+        token_file=token_file,
+        _refresh=refresh if cfg.refresh_api_key_hook is not None else None,
+    )
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+class KubeClient:
+    """A small async JSON client for the calls the operator and the CLI make."""
+
+    def __init__(self, credentials: Credentials, *, timeout: float = 10.0) -> None:
+        self.credentials = credentials
+        verify: Any = False if credentials.insecure else (credentials.ca_path or True)
+        cert = None
+        if credentials.cert_path:
+            cert = (
+                (credentials.cert_path, credentials.key_path)
+                if credentials.key_path
+                else (credentials.cert_path)
+            )
+        self._http = httpx.AsyncClient(
+            base_url=credentials.server, verify=verify, cert=cert, timeout=timeout
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """The decoded answer, or None for 404; raises Conflict for 409, ApiError else."""
+        headers = {"accept": "application/json"}
+        token = self.credentials.bearer()
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        content = None
+        if body is not None:
+            headers["content-type"] = content_type
+            content = json.dumps(body).encode()
+        response = await self._http.request(
+            method, path, content=content, headers=headers, params=params
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code == 409:
+            raise Conflict(_message(response))
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _message(response))
+        return response.json() if response.content else {}
+
+    async def get(self, path: str) -> Any:
+        return await self.request("GET", path)
+
+    async def list(self, path: str, *, label_selector: str | None = None) -> list[Any]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        found = await self.request("GET", path, params=params)
+        items: list[Any] = [] if found is None else list(found.get("items") or [])
+        return items
+
+    async def create(self, path: str, obj: Mapping[str, Any]) -> Any:
+        return await self.request("POST", path, body=obj)
+
+    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> Any:
+        return await self.request(
+            "PATCH", path, body=patch, content_type="application/merge-patch+json"
+        )
+
+    async def delete(self, path: str) -> Any:
+        return await self.request(
+            "DELETE",
+            path,
+            body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+        )
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(data, dict) and data.get("message"):
+        return str(data["message"])
+    return response.text[:500]
+
+
+def collection_path(api_version: str, kind: str, namespace: str) -> str:
+    try:
+        return _PATHS[(api_version, kind)].format(ns=namespace)
+    except KeyError:
+        raise ValueError(f"no API path known for {api_version} {kind}") from None
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
+    return f"{collection_path(api_version, kind, namespace)}/{name}"
+
+
+def md_path(namespace: str, name: str, *, subresource: str | None = None) -> str:
+    path = object_path(f"{GROUP}/{VERSION}", KIND, namespace, name)
+    return path if subresource is None else f"{path}/{subresource}"
+
+
+def applied_hash(obj: Mapping[str, Any]) -> str:
+    """What the builders rendered, as a short hash (the annotation itself excluded)."""
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(obj))
+    digest = applied_hash(obj)
+    out.setdefault("metadata", {}).setdefault("annotations", {})[APPLIED_ANNOTATION] = digest
+    return out
+
+
+def observation(deployment: Mapping[str, Any]) -> RevisionObservation:
+    """A revision's Deployment as the engine sees it (docs/rollouts.md, the platform
+    contract): replicas, available replicas of the current generation, the Available and
+    ProgressDeadlineExceeded conditions with the latter's time."""
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    available_cond = conditions.get("Available") or {}
+    progressing = conditions.get("Progressing") or {}
+    fresh = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    available_replicas = int(status.get("availableReplicas") or 0)
+    if not fresh:
+        available_replicas = min(available_replicas, int(status.get("updatedReplicas") or 0))
+    exceeded = (
+        progressing.get("status") == "False"
+        and progressing.get("reason") == "ProgressDeadlineExceeded"
+    )
+    exceeded_at = None
+    if exceeded and progressing.get("lastTransitionTime"):
+        try:
+            exceeded_at = datetime.fromisoformat(
+                str(progressing["lastTransitionTime"]).replace("Z", "+00:00")
+            )
+        except ValueError:
+            exceeded_at = None
+    return RevisionObservation(
+        replicas=int(spec.get("replicas") or 0),
+        ready_replicas=available_replicas,
+        available=available_cond.get("status") == "True",
+        progress_deadline_exceeded=exceeded,
+        deadline_exceeded_at=exceeded_at,
+    )
+
+
+# --- the platform ----------------------------------------------------------------------------
+
+
+class KubernetesPlatform:
+    """Applies the engine's actions to a cluster (see :class:`~.base.Platform`)."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        config: BuildConfig | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config or BuildConfig()
+        self.instance = instance or socket.gethostname()
+
+    # ------------------------------------------------------------------ reading
+    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        found: Mapping[str, Any] | None = await self.client.get(md_path(namespace, name))
+        return found
+
+    async def observe(
+        self, ref: ObjectRef, md: ModelDeployment | None
+    ) -> Mapping[str, RevisionObservation]:
+        path = collection_path("apps/v1", "Deployment", ref.namespace)
+        selector = f"{MODEL_LABEL}={ref.name},app.kubernetes.io/component={COMPONENT_SERVER}"
+        out: dict[str, RevisionObservation] = {}
+        for item in await self.client.list(path, label_selector=selector):
+            labels = (item.get("metadata") or {}).get("labels") or {}
+            revision = labels.get(REVISION_LABEL)
+            if (
+                labels.get(MODEL_LABEL) != ref.name
+                or labels.get("app.kubernetes.io/component") != COMPONENT_SERVER
+                or not revision
+                or (item.get("metadata") or {}).get("deletionTimestamp")
+            ):
+                continue  # the API filters too; a fake one may not
+            out[str(revision)] = observation(item)
+        return out
+
+    # ------------------------------------------------------------------ writing
+    async def apply(self, obj: Mapping[str, Any]) -> None:
+        """Create ``obj``, or merge-patch it when what was rendered changed."""
+        meta = obj["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        path = object_path(obj["apiVersion"], obj["kind"], namespace, name)
+        wanted = _with_hash(obj)
+        found = await self.client.get(path)
+        if found is None:
+            try:
+                await self.client.create(
+                    collection_path(obj["apiVersion"], obj["kind"], namespace), wanted
+                )
+                log.info("created %s %s/%s", obj["kind"], namespace, name)
+                return
+            except Conflict:
+                found = await self.client.get(path)  # created concurrently: patch instead
+                if found is None:
+                    raise
+        annotations = (found.get("metadata") or {}).get("annotations") or {}
+        if (
+            annotations.get(APPLIED_ANNOTATION)
+            == wanted["metadata"]["annotations"][APPLIED_ANNOTATION]
+        ):
+            return
+        await self.client.merge_patch(path, wanted)
+        log.info("updated %s %s/%s", obj["kind"], namespace, name)
+
+    async def ensure_revision(
+        self, ref: ObjectRef, md: ModelDeployment, action: EnsureRevision
+    ) -> None:
+        uid = ref.uid or None
+        path = object_path(
+            "apps/v1", "Deployment", ref.namespace, revision_name(ref.name, action.ref.revision)
+        )
+        found = await self.client.get(path)
+        if found is None:
+            await self.apply(
+                revision_deployment(
+                    md, action.ref, replicas=action.replicas, config=self.config, owner_uid=uid
+                )
+            )
+        elif (found.get("spec") or {}).get("replicas") != action.replicas:
+            # A revision's pods never change once created (an operator upgrade with a new
+            # default image must not restart every model): only its size does.
+            await self.client.merge_patch(path, {"spec": {"replicas": action.replicas}})
+            log.info("scaled %s/%s to %d", ref.namespace, path.rsplit("/", 1)[1], action.replicas)
+        await self.apply(
+            revision_service(
+                md.name, md.namespace, action.ref.revision, port=REVISION_PORT, owner_uid=uid
+            )
+        )
+
+    async def scale_down(self, ref: ObjectRef, revision: str) -> None:
+        path = object_path(
+            "apps/v1", "Deployment", ref.namespace, revision_name(ref.name, revision)
+        )
+        found = await self.client.get(path)
+        if found is None or (found.get("spec") or {}).get("replicas") == 0:
+            return
+        await self.client.merge_patch(path, {"spec": {"replicas": 0}})
+        log.info("scaled down %s/%s", ref.namespace, revision_name(ref.name, revision))
+
+    async def remove_revision(self, ref: ObjectRef, revision: str) -> None:
+        name = revision_name(ref.name, revision)
+        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
+            if await self.client.delete(object_path(api_version, kind, ref.namespace, name)):
+                log.info("deleted %s %s/%s", kind, ref.namespace, name)
+
+    async def set_traffic(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
+        provider = make_provider(md.spec.traffic.provider)
+        uid = ref.uid or None
+        objects = list(provider.desired(md, routes, owner_uid=uid))
+        if md.spec.traffic.provider == ProviderKind.ROUTER:
+            # The router itself: the routing table must exist before its pods start.
+            objects += router_resources.router_objects(
+                md.name, md.namespace, config=self.config, owner_uid=uid
+            )
+        for obj in objects:
+            await self.apply(obj)
+
+    async def notify(self, ref: ObjectRef, notify: Notify) -> None:
+        now = datetime.now(UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{ref.name}.{time.time_ns():x}",
+                "namespace": ref.namespace,
+                "labels": {MODEL_LABEL: ref.name},
+            },
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+            },
+            "reason": notify.reason.value,
+            "message": notify.message[:1024],
+            "type": notify.type.value,
+            "source": {"component": "serinus-operator"},
+            "reportingComponent": f"{GROUP}/operator",
+            "reportingInstance": self.instance[:128],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self.client.create(collection_path("v1", "Event", ref.namespace), event)
+        except (ApiError, Conflict, httpx.HTTPError) as exc:
+            log.warning(
+                "could not record event %s on %s/%s: %s",
+                notify.reason,
+                ref.namespace,
+                ref.name,
+                exc,
+            )
+
+    async def write_status(
+        self, ref: ObjectRef, patch: Mapping[str, Any], *, resource_version: str | None
+    ) -> Mapping[str, Any]:
+        body: dict[str, Any] = {"status": dict(patch)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        stored = await self.client.merge_patch(
+            md_path(ref.namespace, ref.name, subresource="status"), body
+        )
+        if stored is None:
+            raise Conflict(f"{ref.namespace}/{ref.name} is gone")
+        result: Mapping[str, Any] = stored
+        return result
+
+    async def request_action(self, namespace: str, name: str, value: str) -> Mapping[str, Any]:
+        """Write a manual action to the ``serinus.dev/action`` annotation (never ``spec``)."""
+        from serinus_operator.api import ACTION_ANNOTATION
+
+        stored = await self.client.merge_patch(
+            md_path(namespace, name), {"metadata": {"annotations": {ACTION_ANNOTATION: value}}}
+        )
+        if stored is None:
+            raise ApiError(404, f"modeldeployment {namespace}/{name} not found")
+        result: Mapping[str, Any] = stored
+        return result
+
+    async def events(self, namespace: str, name: str) -> list[Mapping[str, Any]]:
+        items = await self.client.list(collection_path("v1", "Event", namespace))
+        return [
+            e
+            for e in items
+            if (e.get("involvedObject") or {}).get("name") == name
+            and (e.get("involvedObject") or {}).get("kind") == KIND
+        ]
+
+
+__all__ = [
+    "ApiError",
+    "Credentials",
+    "KubeClient",
+    "KubernetesPlatform",
+    "load_credentials",
+    "observation",
+]

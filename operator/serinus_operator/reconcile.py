@@ -1,0 +1,203 @@
+"""One reconcile pass: parse -> decide -> execute -> measure -> decide -> write status.
+
+Shared by every platform (the kopf operator and ``serinus local``). All rollout state is in
+the object's status, so a pass can start from any stored object: killed half-way, the next
+pass decides the same resource actions again (they are idempotent) and writes the status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from serinus_operator import api
+from serinus_operator.analysis.providers.base import MetricProvider
+from serinus_operator.analysis.run import measure, resolve, variables_for
+from serinus_operator.analysis.templates import TemplateError
+from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
+from serinus_operator.platforms.base import ObjectRef, Platform
+from serinus_operator.rollout import (
+    Decision,
+    EnsureRevision,
+    Notify,
+    Observed,
+    RemoveRevision,
+    RolloutStatus,
+    RunAnalysis,
+    ScaleDown,
+    SetTraffic,
+    decide,
+    invalid,
+)
+from serinus_operator.rollout.patch import merge_diff
+from serinus_operator.telemetry import Telemetry
+from serinus_operator.traffic.base import Routes
+
+log = logging.getLogger("serinus.reconcile")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a pass did: the decision it wrote and the stored object after the write."""
+
+    decision: Decision
+    stored: Mapping[str, Any]
+
+
+def ref_of(obj: Mapping[str, Any]) -> ObjectRef:
+    meta = obj.get("metadata") or {}
+    return ObjectRef(
+        namespace=str(meta.get("namespace") or "default"),
+        name=str(meta.get("name") or ""),
+        uid=str(meta.get("uid") or ""),
+    )
+
+
+def _traffic_only(obj: Mapping[str, Any], ref: ObjectRef) -> api.ModelDeployment | None:
+    """Enough of an invalid object to keep its traffic where it is (its provider), if that
+    part of the spec still parses."""
+    spec = obj.get("spec")
+    try:
+        traffic = api.parse_traffic((spec or {}).get("traffic") if isinstance(spec, dict) else None)
+    except api.SpecError:
+        return None
+    placeholder = api.ModelSpec(uri="", version="")
+    return api.ModelDeployment(
+        name=ref.name,
+        namespace=ref.namespace,
+        generation=0,
+        spec=api.ModelDeploymentSpec(model=placeholder, traffic=traffic),
+    )
+
+
+async def execute(
+    platform: Platform, ref: ObjectRef, md: api.ModelDeployment | None, decision: Decision
+) -> None:
+    """Apply a decision's actions: revisions first, then traffic, then what traffic no longer
+    needs, then Events. ``md`` is None only for an object whose traffic spec is unreadable."""
+    if md is not None:
+        for ensure in decision.of(EnsureRevision):
+            await platform.ensure_revision(ref, md, ensure)
+        for route in decision.of(SetTraffic):
+            await platform.set_traffic(ref, md, Routes.of(route))
+    for down in decision.of(ScaleDown):
+        await platform.scale_down(ref, down.revision)
+    for remove in decision.of(RemoveRevision):
+        await platform.remove_revision(ref, remove.revision)
+    for notify in decision.of(Notify):
+        await platform.notify(ref, notify)
+
+
+async def _measure(
+    run: RunAnalysis,
+    md: api.ModelDeployment,
+    provider: MetricProvider | None,
+    *,
+    at: datetime,
+    telemetry: Telemetry | None,
+) -> Measurement:
+    analysis = md.spec.analysis or api.AnalysisSpec(metrics=run.metrics)
+    analysis = replace(analysis, metrics=run.metrics, interval=run.interval)
+    variables = variables_for(
+        namespace=md.namespace,
+        name=md.name,
+        stable=run.baseline,
+        candidate=run.candidate,
+        analysis=analysis,
+    )
+    if provider is None:
+        message = "no metric provider is configured (serinus operator --prometheus-url)"
+        results = tuple(
+            MetricResult(m.name, Verdict.INCONCLUSIVE, message=message) for m in run.metrics
+        )
+        return Measurement(at=at, revision=run.candidate, results=results)
+    try:
+        measurement = await measure(analysis, provider, variables=variables, at=at)
+    except TemplateError as exc:  # the CRD and api.py keep these out; never crash on one
+        results = tuple(
+            MetricResult(m.name, Verdict.INCONCLUSIVE, message=str(exc)) for m in run.metrics
+        )
+        return Measurement(at=at, revision=run.candidate, results=results)
+    if telemetry is not None:
+        telemetry.provider_up.labels("prometheus").set(1 if await provider.is_online() else 0)
+        bounds = []
+        for metric in run.metrics:
+            try:
+                check = resolve(metric, variables)
+            except TemplateError:
+                continue
+            bounds.append((check.name, check.min, check.max))
+        telemetry.observe_measurement(md.namespace, md.name, measurement, bounds=bounds)
+    return measurement
+
+
+async def reconcile(
+    obj: Mapping[str, Any],
+    *,
+    platform: Platform,
+    metrics: MetricProvider | None,
+    clock: Callable[[], datetime],
+    telemetry: Telemetry | None = None,
+) -> Result:
+    """One pass over the stored object ``obj``; raises only for platform trouble
+    (:class:`~serinus_operator.platforms.base.Conflict`, API errors), which the caller
+    retries with back-off."""
+    ref = ref_of(obj)
+    meta = obj.get("metadata") or {}
+    stored_status = obj.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    try:
+        status = RolloutStatus.from_dict(stored_status)
+    except (ValueError, TypeError) as exc:
+        # A status edited by hand into something unreadable: start over from the spec
+        # rather than crash-looping; the revisions found are reused (nothing is lost).
+        log.warning(
+            "%s/%s: unreadable status, starting from the spec: %s", ref.namespace, ref.name, exc
+        )
+        status = RolloutStatus()
+    try:
+        md: api.ModelDeployment | None = api.parse(obj)
+    except api.SpecError as error:
+        md = None
+        decision = invalid(status, error, generation, clock())
+        await execute(platform, ref, _traffic_only(obj, ref), decision)
+    if md is not None:
+        revisions = await platform.observe(ref, md)
+        observed = Observed(
+            generation=generation,
+            revisions=revisions,
+            request=md.request,
+            invalid_request=md.invalid_request,
+        )
+        decision = decide(md.spec, status, observed, (), clock())
+        await execute(platform, ref, md, decision)
+        runs = decision.of(RunAnalysis)
+        if runs:
+            measured = [
+                await _measure(run, md, metrics, at=clock(), telemetry=telemetry) for run in runs
+            ]
+            # The request was handled by the first decision; a second pass must not see it
+            # as new (it is in status.handledActions by now, so it would be ignored anyway).
+            decision = decide(md.spec, decision.status, observed, measured, clock())
+            await execute(platform, ref, md, _without_resource_repeats(decision))
+    patch = merge_diff(stored_status, decision.status.to_dict())
+    stored: Mapping[str, Any] = obj
+    if patch:
+        stored = await platform.write_status(
+            ref, patch, resource_version=meta.get("resourceVersion")
+        )
+    if telemetry is not None:
+        telemetry.observe_status(ref.namespace, ref.name, status, decision.status)
+    return Result(decision=decision, stored=stored)
+
+
+def _without_resource_repeats(decision: Decision) -> Decision:
+    """The second decision of a pass repeats the first's resource actions; keep traffic
+    changes and Events (the new ones are what the measurement caused)."""
+    return replace(
+        decision,
+        actions=tuple(a for a in decision.actions if not isinstance(a, EnsureRevision)),
+    )

@@ -1,0 +1,159 @@
+"""The Deployment of one revision: ``serinus serve`` for one model file, hardened.
+
+The model is downloaded by the server itself into an ``emptyDir`` (the root file system is
+read-only), verified against ``sha256`` when the spec gives one, loaded and warmed up; only
+then does ``/v2/health/ready`` answer 200, so a pod never takes traffic before its model
+does. The pod template is a function of the revision alone (model, serving, operator
+settings), never of its role: promotion relabels nothing and restarts no pod.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any, Final, Protocol
+
+from serinus_operator.api import GROUP, ModelDeployment, ModelSpec, ServingSpec
+from serinus_operator.resources import pods
+from serinus_operator.resources.config import BuildConfig
+from serinus_operator.resources.meta import (
+    COMPONENT_SERVER,
+    labels,
+    object_meta,
+    revision_name,
+    revision_selector,
+)
+
+SERVER_CONTAINER: Final = "server"
+MODEL_VOLUME: Final = "model"
+MODEL_DIR: Final = "/models"
+VERSION_ANNOTATION: Final = f"{GROUP}/version"
+#: On SIGTERM ``serinus serve`` reports unready but keeps serving this long, so endpoints,
+#: kube-proxy and the router's connection pools stop sending before it stops listening...
+DRAIN_SECONDS: Final = 10
+#: ...then lets in-flight requests finish for at most this long.
+SHUTDOWN_SECONDS: Final = 20
+#: The kubelet's SIGKILL comes only after both, with a margin for the process to exit.
+SERVER_GRACE_SECONDS: Final = DRAIN_SECONDS + SHUTDOWN_SECONDS + 10
+#: The startup probe waits for the model (download, verification, load, warm-up) for as long
+#: as the rollout does (``spec.progressDeadline``) but never less than this: a pod whose
+#: model never loads is restarted, which retries the download.
+MIN_STARTUP_SECONDS: Final = 120
+STARTUP_PERIOD: Final = 5
+#: ``HOME`` on the writable emptyDir: libraries that cache under ``~`` must not fail on the
+#: read-only root file system, and the fixed uid has no home directory in the image.
+BASE_ENV: Final = {"HOME": pods.TMP_PATH}
+
+
+class RevisionTemplate(Protocol):
+    """What a revision runs (``rollout.status.RevisionRef`` is one), so a revision's pods
+    can be rebuilt from the status alone, whatever ``spec`` now says."""
+
+    @property
+    def revision(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def model(self) -> ModelSpec: ...
+    @property
+    def serving(self) -> ServingSpec: ...
+
+
+def _number(value: float) -> str:
+    return format(value, "g")
+
+
+def serve_args(md_name: str, ref: RevisionTemplate, *, config: BuildConfig) -> list[str]:
+    """The ``serinus serve`` arguments for one revision's container.
+
+    Every setting is explicit, so a change of the CLI's defaults never changes what a
+    running revision does without a new revision.
+    """
+    model, batching = ref.model, ref.serving.batching
+    args = ["serve", "--model", model.uri, "--name", md_name]
+    args += ["--version", ref.version, "--revision", ref.revision]
+    if model.sha256 is not None:
+        args += ["--sha256", model.sha256]
+    if model.profile is not None:
+        args += ["--profile", model.profile]
+    args += ["--host", config.listen_host, "--port", str(pods.CONTAINER_PORT)]
+    args += ["--model-dir", MODEL_DIR]
+    args += ["--max-batch-size", str(batching.max_batch_size)]
+    args += ["--max-batch-latency-ms", _number(batching.max_latency_ms)]
+    args += ["--drain-seconds", str(DRAIN_SECONDS), "--shutdown-timeout", str(SHUTDOWN_SECONDS)]
+    return args
+
+
+def _seconds(value: timedelta) -> int:
+    return max(1, math.ceil(value.total_seconds()))
+
+
+def server_probes(progress_deadline: timedelta) -> dict[str, dict[str, Any]]:
+    """Startup waits for the model; readiness takes a pod out of the endpoints within ~10 s
+    of it becoming unready (draining, or a failed reload); liveness restarts a hung
+    process. Liveness and readiness start only after startup succeeded."""
+    budget = max(_seconds(progress_deadline), MIN_STARTUP_SECONDS)
+    return {
+        "startupProbe": pods.http_probe(
+            "/v2/health/ready", period=STARTUP_PERIOD, failures=math.ceil(budget / STARTUP_PERIOD)
+        ),
+        "readinessProbe": pods.http_probe("/v2/health/ready", period=5, failures=2),
+        "livenessProbe": pods.http_probe("/v2/health/live", period=10, failures=3, timeout=5),
+    }
+
+
+def revision_deployment(
+    md: ModelDeployment,
+    ref: RevisionTemplate,
+    *,
+    replicas: int,
+    config: BuildConfig,
+    owner_uid: str | None = None,
+) -> dict[str, Any]:
+    """Deployment ``<name>-<revision>``: ``replicas`` pods serving ``ref``'s model.
+
+    Its image is ``ref.serving.image`` or the operator's ``config.serving_image``; resources
+    and env come from ``ref.serving``; ``progressDeadlineSeconds`` from
+    ``spec.progressDeadline``, so the Deployment's own ``ProgressDeadlineExceeded`` agrees
+    with the rollout's deadline.
+    """
+    name, revision = md.name, ref.revision
+    pod_labels = labels(name, component=COMPONENT_SERVER, revision=revision)
+    serving = ref.serving
+    server = pods.container(
+        SERVER_CONTAINER,
+        image=serving.image or config.serving_image,
+        args=serve_args(name, ref, config=config),
+        config=config,
+        env=pods.env_list(BASE_ENV, serving.env),
+        resources=serving.resources,
+        probes=server_probes(md.spec.progress_deadline),
+        mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}, pods.tmp_mount()],
+    )
+    pod = pods.pod_spec(
+        [server],
+        config=config,
+        volumes=[
+            pods.empty_dir(MODEL_VOLUME, size_limit=config.model_volume_limit),
+            pods.tmp_volume(),
+        ],
+        grace_seconds=SERVER_GRACE_SECONDS,
+        automount_token=False,  # serving pods never call the Kubernetes API
+        spread=revision_selector(name, revision),
+    )
+    meta = object_meta(
+        revision_name(name, revision),
+        md.namespace,
+        labels=pod_labels,
+        annotations={VERSION_ANNOTATION: ref.version},
+        owner=None if owner_uid is None else (name, owner_uid),
+    )
+    return pods.deployment(
+        meta,
+        replicas=replicas,
+        selector=revision_selector(name, revision),
+        pod_labels=pod_labels,
+        pod_annotations=pods.scrape_annotations(),
+        pod=pod,
+        progress_deadline_seconds=_seconds(md.spec.progress_deadline),
+    )

@@ -1,0 +1,167 @@
+"""The operator's own Prometheus metrics: what each rollout is doing and why.
+
+Gauges are set from the status the loop just wrote (so they always agree with
+``kubectl get md``); counters count what happened since this operator process started
+(new history entries, analysis verdicts). Names are a contract with the dashboards and
+alerts in ``manifests/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from serinus_operator.analysis.verdict import Measurement
+from serinus_operator.rollout.status import HistoryEntry, Phase, RolloutStatus
+
+_DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
+
+
+class Telemetry:
+    """One registry per operator (tests run several in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.phase = Gauge(
+            "serinus_rollout_phase",
+            "1 for the ModelDeployment's current phase, 0 for the others",
+            ["namespace", "name", "phase"],
+            registry=r,
+        )
+        self.weight = Gauge(
+            "serinus_rollout_weight",
+            "Percent of live traffic (stable, candidate) or mirrored requests (mirror)",
+            ["namespace", "name", "role", "revision"],
+            registry=r,
+        )
+        self.step = Gauge(
+            "serinus_rollout_step",
+            "Index of the current canary step",
+            ["namespace", "name"],
+            registry=r,
+        )
+        self.rollouts = Counter(
+            "serinus_rollouts",
+            "Rollouts finished, by outcome",
+            ["namespace", "name", "outcome"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "serinus_rollout_duration_seconds",
+            "From a rollout's start to its outcome",
+            ["namespace", "name", "outcome"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.analysis_value = Gauge(
+            "serinus_analysis_value",
+            "Last measured value of an analysis check",
+            ["namespace", "name", "metric", "revision"],
+            registry=r,
+        )
+        self.analysis_threshold = Gauge(
+            "serinus_analysis_threshold",
+            "The bound an analysis check is held to",
+            ["namespace", "name", "metric", "bound"],
+            registry=r,
+        )
+        self.verdicts = Counter(
+            "serinus_analysis_verdicts",
+            "Analysis verdicts, by check and result",
+            ["namespace", "name", "metric", "verdict"],
+            registry=r,
+        )
+        self.provider_up = Gauge(
+            "serinus_analysis_provider_up",
+            "1 when the last query to the metric provider was answered",
+            ["provider"],
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "serinus_reconcile_errors",
+            "Reconcile passes that failed (API errors, conflicts); retried with back-off",
+            ["namespace", "name"],
+            registry=r,
+        )
+        self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+    def observe_status(
+        self, namespace: str, name: str, before: RolloutStatus, after: RolloutStatus
+    ) -> None:
+        for phase in Phase:
+            self.phase.labels(namespace, name, phase.value).set(1 if after.phase == phase else 0)
+        shown: set[tuple[str, str]] = set()
+        if after.stable is not None:
+            shown.add(("stable", after.stable.ref.revision))
+            self.weight.labels(namespace, name, "stable", after.stable.ref.revision).set(
+                after.traffic.stable
+            )
+        c = after.candidate
+        if c is not None:
+            for role, value in (
+                ("candidate", after.traffic.candidate),
+                ("mirror", after.traffic.mirror),
+            ):
+                shown.add((role, c.ref.revision))
+                self.weight.labels(namespace, name, role, c.ref.revision).set(value)
+        for role, revision in self._revisions.get((namespace, name), set()) - shown:
+            self.weight.remove(namespace, name, role, revision)
+        self._revisions[(namespace, name)] = shown
+        self.step.labels(namespace, name).set(0 if c is None else c.step)
+        for entry in _new_entries(before.history, after.history):
+            outcome = _outcome_label(entry)
+            self.rollouts.labels(namespace, name, outcome).inc()
+            seconds = (entry.finished_at - entry.started_at).total_seconds()
+            self.duration.labels(namespace, name, outcome).observe(max(seconds, 0.0))
+
+    def observe_measurement(
+        self,
+        namespace: str,
+        name: str,
+        measurement: Measurement,
+        *,
+        bounds: Iterable[tuple[str, float | None, float | None]],
+    ) -> None:
+        for result in measurement.results:
+            self.verdicts.labels(namespace, name, result.name, result.verdict.value).inc()
+            if result.value is not None:
+                self.analysis_value.labels(namespace, name, result.name, measurement.revision).set(
+                    result.value
+                )
+        for metric, low, high in bounds:
+            for bound, value in (("min", low), ("max", high)):
+                if value is not None:
+                    self.analysis_threshold.labels(namespace, name, metric, bound).set(value)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop a deleted ModelDeployment's gauges (counters stay: they are history)."""
+        for phase in Phase:
+            _remove(self.phase, namespace, name, phase.value)
+        for role, revision in self._revisions.pop((namespace, name), set()):
+            _remove(self.weight, namespace, name, role, revision)
+        _remove(self.step, namespace, name)
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
+def _new_entries(
+    before: tuple[HistoryEntry, ...], after: tuple[HistoryEntry, ...]
+) -> list[HistoryEntry]:
+    seen = {(h.revision, h.finished_at) for h in before}
+    return [h for h in after if (h.revision, h.finished_at) not in seen]
+
+
+def _outcome_label(entry: HistoryEntry) -> str:
+    return {
+        "Promoted": "promoted",
+        "RolledBack": "rolled_back",
+        "Aborted": "aborted",
+        "Superseded": "superseded",
+        "Reverted": "reverted",
+    }.get(entry.outcome.value, entry.outcome.value.lower())
