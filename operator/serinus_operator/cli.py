@@ -149,6 +149,78 @@ def _router(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_operator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "operator",
+        help="run the Kubernetes operator (kopf) that rolls ModelDeployments out",
+        description="Watch ModelDeployments and roll their models out; see docs/install.md. "
+        "Credentials: in-cluster service account, else kubeconfig.",
+    )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch this namespace (repeatable; globs allowed)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    peering = p.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="coordinate several replicas through this kopf peering object (HA)",
+    )
+    peering.add_argument(
+        "--standalone", action="store_true", help="no peering: a single replica (default)"
+    )
+    p.add_argument("--metrics-host", default="0.0.0.0", help="metrics/health listen address")
+    p.add_argument("--metrics-port", type=int, default=8000, help="/metrics and /healthz port")
+    p.add_argument("--prometheus-url", help="the Prometheus that analysis queries")
+    p.add_argument("--prometheus-token-file", type=Path, help="bearer token file (re-read)")
+    p.add_argument("--prometheus-ca-file", type=Path, help="CA bundle for Prometheus")
+    p.add_argument("--serving-image", help="default image of serving pods")
+    p.add_argument("--router-image", help="image of router pods")
+    p.add_argument("--kubeconfig", help="default: in-cluster, else $KUBECONFIG")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=30.0,
+        help="reconcile each ModelDeployment at least this often (default: 30)",
+    )
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    _add_log_level(p)
+    p.set_defaults(func=_operator)
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from serinus_operator.resources.config import DEFAULT_IMAGE
+    from serinus_operator.runner import OperatorOptions, configure_logging
+    from serinus_operator.runner import main as run
+
+    configure_logging(args.log_level, args.log_format)
+    return run(
+        OperatorOptions(
+            namespaces=tuple(args.namespaces),
+            all_namespaces=args.all_namespaces,
+            standalone=args.peering is None,
+            peering=args.peering,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
+            prometheus_url=args.prometheus_url,
+            prometheus_token_file=args.prometheus_token_file,
+            prometheus_ca_file=args.prometheus_ca_file,
+            serving_image=args.serving_image or DEFAULT_IMAGE,
+            router_image=args.router_image or args.serving_image or DEFAULT_IMAGE,
+            kubeconfig=args.kubeconfig,
+            context=args.context,
+            resync_seconds=args.resync_seconds,
+        )
+    )
+
+
 def build_parser(prog: str = "serinus") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Serinus: progressive delivery for ML models."
@@ -157,6 +229,10 @@ def build_parser(prog: str = "serinus") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(sub)
     _add_router(sub)
+    _add_operator(sub)
+    from serinus_operator import kubectl
+
+    kubectl.add_parsers(sub)
     return parser
 
 
