@@ -66,6 +66,8 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per API request is noise at info; kopf and the loop log what matters.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 async def _metrics_server(ctx: Context, host: str, port: int) -> web.AppRunner:

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from serinus_operator.analysis.verdict import Measurement
-from serinus_operator.rollout.status import HistoryEntry, Phase, RolloutStatus
+from serinus_operator.rollout.status import HistoryEntry, Phase, RolloutStatus, ts
 
+FIRST_REVISION = "FirstRevision"
 _DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 
 
@@ -112,6 +113,8 @@ class Telemetry:
         self._revisions[(namespace, name)] = shown
         self.step.labels(namespace, name).set(0 if c is None else c.step)
         for entry in _new_entries(before.history, after.history):
+            if entry.reason == FIRST_REVISION:
+                continue  # the first deploy is not a rollout: nothing was compared
             outcome = _outcome_label(entry)
             self.rollouts.labels(namespace, name, outcome).inc()
             seconds = (entry.finished_at - entry.started_at).total_seconds()
@@ -153,8 +156,9 @@ def _remove(metric: Gauge, *labels: str) -> None:
 def _new_entries(
     before: tuple[HistoryEntry, ...], after: tuple[HistoryEntry, ...]
 ) -> list[HistoryEntry]:
-    seen = {(h.revision, h.finished_at) for h in before}
-    return [h for h in after if (h.revision, h.finished_at) not in seen]
+    # Compared as stored (second resolution): ``before`` was read back from the API.
+    seen = {(h.revision, ts(h.started_at)) for h in before}
+    return [h for h in after if (h.revision, ts(h.started_at)) not in seen]
 
 
 def _outcome_label(entry: HistoryEntry) -> str:

@@ -34,9 +34,7 @@ MD = ("serinus.dev/v1alpha1", "modeldeployments")
 T = TypeVar("T")
 
 
-def wait_for(
-    probe: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition"
-) -> T:
+def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
@@ -74,8 +72,8 @@ class DeploymentController(threading.Thread):
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         old = {c["type"]: c for c in (d.get("status") or {}).get("conditions") or []}
         available = "True" if ready >= replicas and not failing else "False"
-        progressing = ("False", "ProgressDeadlineExceeded") if failing else (
-            "True", "NewReplicaSetAvailable"
+        progressing = (
+            ("False", "ProgressDeadlineExceeded") if failing else ("True", "NewReplicaSetAvailable")
         )
 
         def condition(kind: str, status: str, reason: str) -> dict[str, str]:
@@ -106,7 +104,11 @@ class DeploymentController(threading.Thread):
         ] == [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]:
             return
         self.kube.patch(
-            "apps/v1", "deployments", NAMESPACE, meta["name"], {"status": status},
+            "apps/v1",
+            "deployments",
+            NAMESPACE,
+            meta["name"],
+            {"status": status},
             subresource="status",
         )
 
@@ -130,13 +132,22 @@ class Operator:
         self.starts += 1
         log = (self.workdir / f"operator-{self.starts}.log").open("wb")
         args = [
-            sys.executable, "-m", "serinus_operator.cli", "operator",
-            "--namespace", NAMESPACE,
-            "--kubeconfig", str(kubeconfig),
-            "--metrics-host", "127.0.0.1",
-            "--metrics-port", str(self.metrics_port),
-            "--resync-seconds", "2",
-            "--log-level", "info",
+            sys.executable,
+            "-m",
+            "serinus_operator.cli",
+            "operator",
+            "--namespace",
+            NAMESPACE,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--resync-seconds",
+            "2",
+            "--log-level",
+            "info",
         ]
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
@@ -156,6 +167,18 @@ class Operator:
 
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
+
+    def sample(self, metric: str, /, **labels: str) -> float | None:
+        """One sample of the operator's /metrics, by name and labels."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == metric and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return None
 
     def log_text(self) -> str:
         return "\n".join(
@@ -193,8 +216,12 @@ class Cluster:
         if found is None:
             created: dict[str, Any] = self.kube.create(manifest, MD[1])
             return created
+        from serinus_operator.rollout.patch import merge_diff
+
+        # What kubectl apply sends: removed fields are nulls in the merge patch.
+        diff = merge_diff(found.get("spec") or {}, manifest["spec"])
         patched: dict[str, Any] = self.kube.patch(
-            *MD, NAMESPACE, manifest["metadata"]["name"], {"spec": manifest["spec"]}
+            *MD, NAMESPACE, manifest["metadata"]["name"], {"spec": diff}
         )
         return patched
 
@@ -206,11 +233,16 @@ class Cluster:
         return (self.get(name) or {}).get("status") or {}
 
     def annotate_action(self, name: str, value: str) -> None:
-        self.kube.patch(*MD, NAMESPACE, name, {"metadata": {"annotations": {
-            "serinus.dev/action": value}}})
+        self.kube.patch(
+            *MD, NAMESPACE, name, {"metadata": {"annotations": {"serinus.dev/action": value}}}
+        )
 
     def wait_status(
-        self, name: str, probe: Callable[[dict[str, Any]], bool], *, timeout: float = 30,
+        self,
+        name: str,
+        probe: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float = 30,
         what: str = "status",
     ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:

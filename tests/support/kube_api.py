@@ -204,7 +204,15 @@ class KubeApi:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def close(self) -> None:
+        """Stop serving. kmock's server cannot shut down while a watch it serves is open
+        (its handler waits on its event bus forever), so a server with watches left is
+        abandoned to its daemon thread rather than torn down under them."""
         self.client.close()
+        try:
+            self._run(self._server.__aexit__(None, None, None), timeout=3)
+            self._run(self.emulator.__aexit__(None, None, None), timeout=3)
+        except TimeoutError:
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
 
     def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:

@@ -1,0 +1,270 @@
+"""Rollouts driven end to end by the real operator process against the faithful kmock API.
+
+Readiness comes from the test's Deployment controller (tests/support/cluster.py); traffic is
+read back from what the operator wrote (the router's routing-table ConfigMap or the public
+Service); rollout state from the ModelDeployment's status.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.cluster import NAMESPACE, Cluster, wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def md(
+    version: str,
+    *,
+    strategy: dict[str, Any] | None = None,
+    name: str = "fraud",
+    **spec: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "serinus.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
+            "replicas": 2,
+            "strategy": strategy
+            or {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+            **spec,
+        },
+    }
+
+
+def phase(expected: str) -> Any:
+    return lambda s: s.get("phase") == expected
+
+
+def deploy_stable(cluster: Cluster, version: str = "v1", **kwargs: Any) -> str:
+    cluster.apply(md(version, **kwargs))
+    status = cluster.wait_status("fraud", phase("Stable"), what=f"{version} stable")
+    revision: str = status["stable"]["revision"]
+    return revision
+
+
+def test_canary_promoted_step_by_step(cluster: Cluster) -> None:
+    cluster.operator.start()
+    strategy = {
+        "type": "Canary",
+        "canary": {
+            "steps": [
+                {"setWeight": 20},
+                {"pause": {"duration": "1s"}},
+                {"setWeight": 60},
+                {"pause": {}},
+            ]
+        },
+    }
+    v1 = deploy_stable(cluster, strategy=strategy)
+    cluster.apply(md("v2", strategy=strategy))
+    s = cluster.wait_status(
+        "fraud", lambda s: (s.get("candidate") or {}).get("version") == "v2", what="candidate"
+    )
+    v2 = s["candidate"]["revision"]
+    # The indefinite pause holds at 60% until promoted.
+    cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 60, what="60%")
+    assert wait_for(lambda: cluster.weights("fraud") == {v1: 40, v2: 60}, what="routes at 60%")
+    assert cluster.status("fraud")["phase"] == "Paused"
+    cluster.annotate_action("fraud", "promote:n1")
+    s = cluster.wait_status(
+        "fraud",
+        lambda s: s.get("phase") == "Stable" and s["stable"]["revision"] == v2,
+        what="promoted",
+    )
+    assert s["traffic"] == {"stable": 100, "candidate": 0, "mirror": 0}
+    assert s["history"][-1]["outcome"] == "Promoted"
+    assert wait_for(lambda: cluster.weights("fraud") == {v2: 100} or None, what="routes at v2")
+    reasons = cluster.events("fraud")
+    for reason in ("RolloutStarted", "WeightChanged", "Promoted"):
+        assert reason in reasons, reasons
+    op = cluster.operator
+    assert op.sample("serinus_rollouts_total", name="fraud", outcome="promoted") == 1, s["history"]
+    assert op.sample("serinus_rollout_phase", name="fraud", phase="Stable") == 1
+    assert op.sample("serinus_rollout_phase", name="fraud", phase="Paused") == 0
+    assert op.sample("serinus_rollout_weight", name="fraud", role="stable", revision=v2) == 100
+
+
+def test_blue_green_rolls_back_inside_the_window(cluster: Cluster) -> None:
+    cluster.operator.start()
+    strategy = {
+        "type": "BlueGreen",
+        "blueGreen": {
+            "autoPromote": True,
+            "previewDuration": "1s",
+            "postPromotionDuration": "1h",
+            "scaleDownDelay": "1h",
+        },
+    }
+    v1 = deploy_stable(cluster, strategy=strategy, traffic={"provider": "Service"})
+    cluster.apply(md("v2", strategy=strategy, traffic={"provider": "Service"}))
+
+    def public_selects(revision: str) -> bool:
+        svc = cluster.kube.get("v1", "services", NAMESPACE, "fraud") or {}
+        return (svc.get("spec") or {}).get("selector", {}).get("serinus.dev/revision") == revision
+
+    s = cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 100, what="switch")
+    v2 = s["candidate"]["revision"]
+    assert wait_for(lambda: public_selects(v2), what="the Service switched to v2")
+    cluster.annotate_action("fraud", "abort:n1")
+    s = cluster.wait_status("fraud", lambda s: s["traffic"]["stable"] == 100, what="rollback")
+    assert s["stable"]["revision"] == v1
+    assert wait_for(lambda: public_selects(v1), what="the Service back on v1")
+    assert "Aborted" in cluster.events("fraud") or "RolledBack" in cluster.events("fraud")
+
+
+def test_shadow_mirrors_then_promotes(cluster: Cluster) -> None:
+    cluster.operator.start()
+    strategy = {
+        "type": "Shadow",
+        "shadow": {"mirrorPercent": 30, "duration": "2s", "then": "Promote"},
+    }
+    v1 = deploy_stable(cluster, strategy=strategy)
+    cluster.apply(md("v2", strategy=strategy))
+    s = cluster.wait_status("fraud", lambda s: s["traffic"]["mirror"] == 30, what="mirroring")
+    v2 = s["candidate"]["revision"]
+    routes = cluster.routes("fraud")
+    assert routes["shadow"]["revision"] == v2 and routes["shadow"]["percent"] == 30
+    assert cluster.weights("fraud")[v1] == 100
+    s = cluster.wait_status(
+        "fraud",
+        lambda s: s.get("phase") == "Stable" and s["stable"]["revision"] == v2,
+        what="promoted after the shadow stage",
+    )
+
+
+def test_new_revision_mid_rollout_supersedes(cluster: Cluster) -> None:
+    cluster.operator.start()
+    v1 = deploy_stable(cluster)
+    cluster.apply(md("v2"))
+    cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 50, what="v2 at 50%")
+    cluster.apply(md("v3"))
+    s = cluster.wait_status(
+        "fraud",
+        lambda s: (
+            (s.get("candidate") or {}).get("version") == "v3" and s["traffic"]["candidate"] == 50
+        ),
+        what="v3 replaced v2",
+    )
+    assert s["stable"]["revision"] == v1
+    assert any(h["outcome"] == "Superseded" and h["version"] == "v2" for h in s["history"])
+    v3 = s["candidate"]["revision"]
+    assert wait_for(lambda: cluster.weights("fraud") == {v1: 50, v3: 50}, what="v3 routed")
+
+
+def test_failing_revision_never_takes_traffic_and_rolls_back(cluster: Cluster) -> None:
+    cluster.operator.start()
+    v1 = deploy_stable(cluster, progressDeadline="3s")
+    # Find v2's revision before applying it: the same hash the operator computes.
+    from serinus_operator.api import parse
+
+    manifest = md("v2", progressDeadline="3s")
+    v2 = parse({**manifest, "metadata": {"name": "fraud", "namespace": NAMESPACE}}).spec.revision
+    cluster.controller.failing.add(v2)
+    cluster.apply(manifest)
+    s = cluster.wait_status(
+        "fraud",
+        lambda s: (s.get("rolledBack") or {}).get("revision") == v2,
+        timeout=40,
+        what="rolled back after the progress deadline",
+    )
+    assert s["traffic"] == {"stable": 100, "candidate": 0, "mirror": 0}
+    assert s["stable"]["revision"] == v1
+    assert cluster.weights("fraud") == {v1: 100}
+
+
+def test_operator_killed_mid_rollout_resumes(cluster: Cluster) -> None:
+    cluster.operator.start()
+    strategy = {
+        "type": "Canary",
+        "canary": {"steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]},
+    }
+    v1 = deploy_stable(cluster, strategy=strategy)
+    cluster.apply(md("v2", strategy=strategy))
+    s = cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 25, what="25%")
+    v2 = s["candidate"]["revision"]
+    history, step = len(s["history"]), s["candidate"]["step"]
+    cluster.operator.kill()
+    events_before = cluster.events("fraud")
+    cluster.operator.start()
+    # Nothing is redone: same step, same traffic, no new rollout started.
+    s = cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 25, what="resumed")
+    assert s["candidate"]["step"] == step and len(s["history"]) == history
+    cluster.annotate_action("fraud", "promote:after-restart")
+    s = cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 75, what="75%")
+    assert wait_for(lambda: cluster.weights("fraud") == {v1: 25, v2: 75}, what="routes at 75%")
+    new = cluster.events("fraud")[len(events_before) :]
+    assert "RolloutStarted" not in new, new
+
+
+def test_invalid_spec_degrades_and_recovers(cluster: Cluster) -> None:
+    cluster.operator.start()
+    v1 = deploy_stable(cluster)
+    broken = md("v2")
+    broken["spec"]["analysis"] = {"metrics": [{"name": "not-a-builtin", "max": 1}]}
+    cluster.apply(broken)
+    s = cluster.wait_status("fraud", phase("Degraded"), what="Degraded")
+    assert "spec.analysis.metrics[0].query" in s["message"]
+    degraded = [c for c in s["conditions"] if c["reason"] == "InvalidSpec"]
+    assert degraded, s["conditions"]
+    assert "InvalidSpec" in cluster.events("fraud")
+    assert cluster.weights("fraud") == {v1: 100}
+    assert cluster.operator.process is not None and cluster.operator.process.poll() is None
+    cluster.apply(md("v2"))
+    cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 50, what="recovered")
+
+
+def test_deletion_takes_every_child_with_it(cluster: Cluster) -> None:
+    cluster.operator.start()
+    v1 = deploy_stable(cluster)
+    assert f"fraud-{v1}" in cluster.names("apps/v1", "deployments")
+    cluster.kube.delete("serinus.dev/v1alpha1", "modeldeployments", NAMESPACE, "fraud")
+    wait_for(lambda: cluster.get("fraud") is None, what="the ModelDeployment gone")
+    wait_for(lambda: not cluster.names("apps/v1", "deployments"), what="Deployments collected")
+    assert not cluster.names("v1", "configmaps")
+    assert not cluster.names("v1", "services")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl on PATH")
+def test_kubectl_apply_of_the_examples(cluster: Cluster, tmp_path: Path) -> None:
+    """kubectl itself (client-side apply) against the same API, with every example."""
+    cluster.operator.start()
+    kubeconfig = tmp_path / "kubectl.yaml"
+    kubeconfig.write_text(json.dumps(cluster.kube.kubeconfig(NAMESPACE)))
+    for example in sorted((ROOT / "manifests" / "examples").glob("*.yaml")):
+        result = subprocess.run(
+            [
+                "kubectl",
+                "--kubeconfig",
+                str(kubeconfig),
+                "apply",
+                "--validate=false",
+                "-f",
+                str(example),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    names = {
+        o["metadata"]["name"]
+        for o in cluster.kube.list("serinus.dev/v1alpha1", "modeldeployments", NAMESPACE)
+    }
+    assert names
+    for name in names:
+        cluster.wait_status(
+            name, lambda s: s.get("phase") in {"Stable", "Degraded"}, what=f"{name} reconciled"
+        )
