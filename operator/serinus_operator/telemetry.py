@@ -13,10 +13,17 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from serinus_operator.analysis.verdict import Measurement
+from serinus_operator.analysis.verdict import Measurement, Verdict
 from serinus_operator.rollout.status import HistoryEntry, Phase, RolloutStatus, ts
 
 FIRST_REVISION = "FirstRevision"
+#: Label values as the dashboards and alerts spell them.
+_VERDICT = {
+    Verdict.PASS: "pass",
+    Verdict.FAIL: "fail",
+    Verdict.INCONCLUSIVE: "inconclusive",
+    Verdict.NO_DATA: "no_data",
+}
 _DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 
 
@@ -129,7 +136,7 @@ class Telemetry:
         bounds: Iterable[tuple[str, float | None, float | None]],
     ) -> None:
         for result in measurement.results:
-            self.verdicts.labels(namespace, name, result.name, result.verdict.value).inc()
+            self.verdicts.labels(namespace, name, result.name, _VERDICT[result.verdict]).inc()
             if result.value is not None:
                 self.analysis_value.labels(namespace, name, result.name, measurement.revision).set(
                     result.value
