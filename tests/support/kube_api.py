@@ -86,6 +86,10 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        #: (apiGroup, resource[/subresource], verb) asked of this API by clients whose
+        #: User-Agent starts with one of ``recorded_agents``, for RBAC tests.
+        self.calls: set[tuple[str, str, str]] = set()
+        self.recorded_agents: tuple[str, ...] = ("kopf/", "serinus-operator/")
         self._rv = itertools.count(1)
         self._writes = asyncio.Lock()
         for key, info in RESOURCES.items():
@@ -155,7 +159,30 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 ).get("uid")
         return None
 
+    def _record(self, request: Any) -> None:
+        verbs = {
+            kmock.action.LIST: "list",
+            kmock.action.WATCH: "watch",
+            kmock.action.FETCH: "get",
+            kmock.action.CREATE: "create",
+            kmock.action.DELETE: "delete",
+        }
+        verb = verbs.get(request.action)
+        if request.action == kmock.action.UPDATE:
+            verb = "update" if str(request.method).upper().endswith("PUT") else "patch"
+        agent = str(request.headers.get("User-Agent") or request.headers.get("user-agent") or "")
+        if verb is None or request.resource.plural is None:
+            return
+        if not agent.startswith(self.recorded_agents):
+            return
+        resource = request.resource.plural
+        if request.subresource:
+            resource = f"{resource}/{request.subresource}"
+        self.calls.add((request.resource.group or "", resource, verb))
+
     async def _handle(self, request: Any) -> Any:
+        if request.resource is not None:
+            self._record(request)
         writes = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
         if request.resource is None or request.action not in writes:
             return await super()._handle(request)

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import httpx
 
+from serinus_operator import __version__
 from serinus_operator.api import GROUP, KIND, VERSION, ModelDeployment
 from serinus_operator.api import TrafficProvider as ProviderKind
 from serinus_operator.platforms.base import Conflict, ObjectRef
@@ -46,6 +47,7 @@ log = logging.getLogger("serinus.kubernetes")
 
 APPLIED_ANNOTATION: Final = f"{GROUP}/applied"
 PLURAL: Final = "modeldeployments"
+USER_AGENT: Final = f"serinus-operator/{__version__}"
 _IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 #: kind -> (apiVersion path prefix, plural) for every kind the builders render.
@@ -190,7 +192,7 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> Any:
         """The decoded answer, or None for 404; raises Conflict for 409, ApiError else."""
-        headers = {"accept": "application/json"}
+        headers = {"accept": "application/json", "user-agent": USER_AGENT}
         token = self.credentials.bearer()
         if token:
             headers["authorization"] = f"Bearer {token}"

@@ -1,0 +1,109 @@
+"""The operator's RBAC is exactly what it uses: recorded from a real run, compared with
+``manifests/install/rbac.yaml`` (and the chart renders the same rules; see
+tests/unit/chart). A rule the operator never exercises is a privilege it should not hold;
+a call it makes without a rule would be a 403 on a real cluster."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+RBAC = ROOT / "manifests" / "install" / "rbac.yaml"
+
+#: Granted but not exercised against the emulator, each for a reason.
+NOT_EXERCISED = {
+    # Kopf peering, only with --peering (replicas > 1): it reads and patches its peering
+    # object. The standalone test operator does not peer.
+    ("kopf.dev", "clusterkopfpeerings", "get"),
+    ("kopf.dev", "clusterkopfpeerings", "list"),
+    ("kopf.dev", "clusterkopfpeerings", "watch"),
+    ("kopf.dev", "clusterkopfpeerings", "patch"),
+    ("kopf.dev", "kopfpeerings", "get"),
+    ("kopf.dev", "kopfpeerings", "list"),
+    ("kopf.dev", "kopfpeerings", "watch"),
+    ("kopf.dev", "kopfpeerings", "patch"),
+    # Cluster-wide mode (-A / namespace globs): kopf lists and watches namespaces. The test
+    # operator watches one namespace.
+    ("", "namespaces", "list"),
+    ("", "namespaces", "watch"),
+    # The GatewayAPI provider; its objects are covered by unit tests of the builders.
+    ("gateway.networking.k8s.io", "httproutes", "get"),
+    ("gateway.networking.k8s.io", "httproutes", "create"),
+    ("gateway.networking.k8s.io", "httproutes", "patch"),
+    # Scaling a revision (a rolled-back candidate to zero, a retried one back up) and the
+    # Service provider's blue-green switch: exercised in test_rollouts.py.
+    ("apps", "deployments", "patch"),
+    ("", "services", "patch"),
+    # Patching objects whose rendering changed (e.g. an operator upgrade with new defaults).
+    ("", "serviceaccounts", "patch"),
+    ("rbac.authorization.k8s.io", "roles", "patch"),
+    ("rbac.authorization.k8s.io", "rolebindings", "patch"),
+    # The router's Role grants watch on its ConfigMap; an operator may only grant what it
+    # holds (RBAC escalation prevention).
+    ("", "configmaps", "watch"),
+}
+
+
+def granted() -> set[tuple[str, str, str]]:
+    out: set[tuple[str, str, str]] = set()
+    for doc in yaml.safe_load_all(RBAC.read_text()):
+        if not doc or doc.get("kind") not in {"ClusterRole", "Role"}:
+            continue
+        for rule in doc.get("rules", []):
+            for group in rule.get("apiGroups", []):
+                for resource in rule.get("resources", []):
+                    for verb in rule.get("verbs", []):
+                        out.add((group, resource, verb))
+    return out
+
+
+def md(version: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "serinus.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "fraud"},
+        "spec": {
+            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
+            "strategy": {
+                "type": "Canary",
+                "scaleDownDelay": "1s",
+                "canary": {"steps": [{"setWeight": 50}]},
+            },
+            **spec,
+        },
+    }
+
+
+def test_rbac_is_exactly_what_the_operator_uses(cluster: Cluster) -> None:
+    cluster.operator.start()
+    cluster.apply(md("v1"))
+    cluster.wait_status("fraud", lambda s: s.get("phase") == "Stable", what="v1")
+    cluster.apply(md("v2"))
+    cluster.wait_status(
+        "fraud",
+        lambda s: s.get("phase") == "Stable" and s["stable"]["version"] == "v2",
+        what="v2 promoted",
+    )
+    cluster.wait_status(
+        "fraud", lambda s: "previous" not in s or not s["previous"], what="v1 removed"
+    )
+    cluster.kube.delete("serinus.dev/v1alpha1", "modeldeployments", "ml", "fraud")
+    deadline = time.monotonic() + 20
+    while cluster.get("fraud") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Only the operator's calls are recorded (by User-Agent: kopf's and the platform's),
+    # not the test harness's.
+    used = cluster.kube.emulator.calls
+    rules = granted()
+    assert used - rules == set(), f"calls without a rule: {sorted(used - rules)}"
+    unused = rules - used - NOT_EXERCISED
+    assert unused == set(), f"rules never exercised: {sorted(unused)}"
