@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from serinus_operator.analysis.verdict import Verdict
 from serinus_operator.api import CanaryStep, ShadowThen, format_duration
 from serinus_operator.rollout.actions import Reason
 from serinus_operator.rollout.manual import to_canary
@@ -122,11 +123,13 @@ def _due(w: Work, c: CandidateStatus) -> bool:
 def _measured(w: Work) -> bool:
     """Promotions and switches need evidence: with analysis configured, at least one
     measurement must have counted in this stage (a candidate whose readiness flaps faster
-    than the interval is never measured, and so never promoted)."""
+    than the interval is never measured, and so never promoted), and the latest one must
+    have passed: a failure still under failureLimit, or an inconclusive answer, waits for
+    the next interval instead of promoting on it."""
     if w.spec.analysis is None or not w.spec.analysis.metrics:
         return True
     a = w.status.analysis
-    return a is not None and a.measurements > 0
+    return a is not None and a.measurements > 0 and a.result == Verdict.PASS
 
 
 def _canary_step(w: Work, c: CandidateStatus) -> bool:

@@ -1,0 +1,178 @@
+"""The reconcile pass: the order it applies a decision in, and what it writes.
+
+The platform here is an in-memory recorder implementing the Platform protocol: this tests
+the loop's sequencing, not a platform (the Kubernetes platform runs against the faithful
+kmock API in tests/integration/operator, the Prometheus provider against a real
+Prometheus). The metric provider answers fixed values for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from serinus_operator.analysis.evaluate import QueryResult
+from serinus_operator.api import ModelDeployment
+from serinus_operator.platforms.base import Conflict, ObjectRef
+from serinus_operator.reconcile import reconcile
+from serinus_operator.rollout import EnsureRevision, Notify, RevisionObservation
+from serinus_operator.rollout.patch import apply as merge_apply
+from serinus_operator.telemetry import Telemetry
+from serinus_operator.traffic.base import Routes
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Recorder:
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.calls: list[tuple[str, Any]] = []
+        self.running: dict[str, int] = {}
+        self.conflict = False
+
+    async def observe(self, ref: ObjectRef, md: ModelDeployment | None) -> Mapping[str, Any]:
+        return {rev: RevisionObservation(n, n, True) for rev, n in self.running.items()}
+
+    async def ensure_revision(self, ref: ObjectRef, md: ModelDeployment, a: EnsureRevision) -> None:
+        self.calls.append(("ensure", a.ref.revision))
+        self.running[a.ref.revision] = a.replicas
+
+    async def scale_down(self, ref: ObjectRef, revision: str) -> None:
+        self.calls.append(("scale_down", revision))
+
+    async def remove_revision(self, ref: ObjectRef, revision: str) -> None:
+        self.calls.append(("remove", revision))
+        self.running.pop(revision, None)
+
+    async def set_traffic(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
+        self.calls.append(("traffic", routes))
+
+    async def notify(self, ref: ObjectRef, notify: Notify) -> None:
+        self.calls.append(("event", notify.reason.value))
+
+    async def write_status(
+        self, ref: ObjectRef, patch: Mapping[str, Any], *, resource_version: str | None
+    ) -> Mapping[str, Any]:
+        if self.conflict:
+            raise Conflict("stale")
+        self.calls.append(("status", dict(patch)))
+        self.obj["status"] = merge_apply(self.obj.get("status") or {}, patch)
+        return self.obj
+
+
+class FixedMetrics:
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.queries: list[str] = []
+
+    async def query(self, promql: str, *, deadline_seconds: float) -> QueryResult:
+        self.queries.append(promql)
+        if "serinus_requests_total" in promql:  # the request-count gate: plenty of traffic
+            return QueryResult(values=(100.0,))
+        return QueryResult(values=(self.value,))
+
+    async def is_online(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+def manifest(version: str = "v1", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "serinus.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "fraud", "namespace": "ml", "uid": "u-1", "generation": 1},
+        "spec": {
+            "model": {"uri": f"https://m.example.com/{version}.onnx", "version": version},
+            "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 50}]}},
+            **spec,
+        },
+    }
+
+
+def run(
+    platform: Recorder, *, metrics: Any = None, now: datetime = T0, telemetry: Any = None
+) -> Any:
+    return asyncio.run(
+        reconcile(
+            platform.obj, platform=platform, metrics=metrics, clock=lambda: now, telemetry=telemetry
+        )
+    )
+
+
+def test_first_pass_runs_stable_routes_it_and_writes_status() -> None:
+    p = Recorder(manifest())
+    result = run(p)
+    kinds = [k for k, _ in p.calls]
+    assert kinds[0] == "ensure"
+    assert kinds.index("traffic") > kinds.index("ensure")
+    assert kinds[-1] == "status"
+    assert p.obj["status"]["stable"]["version"] == "v1"
+    assert result.decision.status.stable is not None
+    # The next pass sees it ready; after that, nothing new: no write, no event.
+    run(p, now=T0 + timedelta(seconds=1))
+    p.calls.clear()
+    run(p, now=T0 + timedelta(seconds=2))
+    assert [k for k, _ in p.calls if k in {"status", "event"}] == []
+
+
+def test_invalid_spec_keeps_stable_routed_and_says_why() -> None:
+    p = Recorder(manifest())
+    run(p)
+    stable = p.obj["status"]["stable"]["revision"]
+    p.calls.clear()
+    bad = manifest("v2", replicas=-1)
+    bad["status"] = p.obj["status"]
+    p.obj = bad
+    run(p, now=T0 + timedelta(seconds=5))
+    assert ("event", "InvalidSpec") in p.calls
+    assert not [c for c in p.calls if c[0] == "ensure"]
+    (traffic,) = [c[1] for c in p.calls if c[0] == "traffic"]
+    assert traffic.stable == stable and traffic.candidate_weight == 0
+    assert p.obj["status"]["phase"] == "Degraded"
+    assert "spec.replicas" in p.obj["status"]["message"]
+
+
+def test_analysis_is_measured_and_fed_back_in_the_same_pass() -> None:
+    """A failing candidate is never promoted on a failure under failureLimit: it waits for
+    the next measurement and is rolled back past the limit."""
+    analysis = {
+        "interval": "10s",
+        "metrics": [{"name": "quality", "query": 'max(q{revision="{{ candidate }}"})', "min": 0.5}],
+    }
+    p = Recorder(manifest(analysis=analysis))
+    run(p)
+    p.obj["spec"]["model"] = {"uri": "https://m.example.com/v2.onnx", "version": "v2"}
+    metrics = FixedMetrics(0.1)
+    telemetry = Telemetry()
+    now = T0
+    for _ in range(12):  # the candidate starts, is ready, is measured each interval
+        now += timedelta(seconds=5)
+        run(p, metrics=metrics, now=now, telemetry=telemetry)
+    assert any('revision="' in q for q in metrics.queries)
+    status = p.obj["status"]
+    assert (status.get("rolledBack") or {}).get("version") == "v2", status
+    assert status["traffic"] == {"stable": 100, "candidate": 0, "mirror": 0}
+    assert ("event", "AnalysisFailed") in p.calls and ("event", "RolledBack") in p.calls
+    assert ("event", "Promoted") not in p.calls
+
+
+def test_a_conflict_on_the_status_write_propagates_for_a_retry() -> None:
+    p = Recorder(manifest())
+    p.conflict = True
+    with pytest.raises(Conflict):
+        run(p)
+
+
+def test_an_unreadable_status_starts_over_without_crashing() -> None:
+    p = Recorder(manifest())
+    p.obj["status"] = {"phase": "NotAPhase", "stable": {"revision": 7}}
+    run(p)
+    assert p.obj["status"]["stable"]["version"] == "v1"
