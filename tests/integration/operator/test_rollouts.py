@@ -8,8 +8,10 @@ Service); rollout state from the ModelDeployment's status.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,28 @@ def md(
             **spec,
         },
     }
+
+
+def kubectl_serinus(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as ``kubectl serinus`` runs it, with the test API's kubeconfig."""
+    kubeconfig = cluster.operator.workdir / "kubeconfig.yaml"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serinus_operator.cli",
+            *args,
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            NAMESPACE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
+    )
 
 
 def phase(expected: str) -> Any:
@@ -77,7 +101,15 @@ def test_canary_promoted_step_by_step(cluster: Cluster) -> None:
     cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 60, what="60%")
     assert wait_for(lambda: cluster.weights("fraud") == {v1: 40, v2: 60}, what="routes at 60%")
     assert cluster.status("fraud")["phase"] == "Paused"
-    cluster.annotate_action("fraud", "promote:n1")
+    shown = kubectl_serinus(cluster, "status", "fraud")
+    assert "Phase:      Paused" in shown.stdout and "candidate 60%" in shown.stdout, shown
+    promoted = kubectl_serinus(cluster, "promote", "fraud")
+    assert promoted.returncode == 0, promoted
+    assert "Applied" in promoted.stdout, promoted.stdout
+    assert (
+        "promote" in (cluster.get("fraud") or {})["metadata"]["annotations"]["serinus.dev/action"]
+    )
+    assert (cluster.get("fraud") or {})["spec"]["model"]["version"] == "v2"  # spec untouched
     s = cluster.wait_status(
         "fraud",
         lambda s: s.get("phase") == "Stable" and s["stable"]["revision"] == v2,
