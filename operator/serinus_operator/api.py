@@ -31,6 +31,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: Service names (RFC 1035 labels) must start with a letter.
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _URI_PREFIXES: Final = ("http://", "https://", "file://", "/")
 
 
@@ -106,6 +108,15 @@ class TrafficProvider(StrEnum):
     ROUTER = "Router"
     GATEWAY_API = "GatewayAPI"
     SERVICE = "Service"
+
+
+class WebhookType(StrEnum):
+    """When a webhook is called, in the Flagger sense."""
+
+    PRE_ROLLOUT = "PreRollout"  # before the candidate gets any traffic; must answer 2xx
+    CONFIRM_PROMOTION = "ConfirmPromotion"  # before traffic moves for good; 2xx lets it
+    ROLLBACK = "Rollback"  # each interval while the candidate has traffic; 2xx rolls back
+    POST_ROLLOUT = "PostRollout"  # once the rollout ended; informational
 
 
 class ManualAction(StrEnum):
@@ -259,6 +270,15 @@ class TrafficSpec:
 
 
 @dataclass(frozen=True)
+class WebhookSpec:
+    name: str
+    type: WebhookType
+    url: str
+    timeout: timedelta = timedelta(seconds=10)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ModelDeploymentSpec:
     model: ModelSpec
     serving: ServingSpec = field(default_factory=ServingSpec)
@@ -267,10 +287,14 @@ class ModelDeploymentSpec:
     analysis: AnalysisSpec | None = None
     traffic: TrafficSpec = field(default_factory=TrafficSpec)
     progress_deadline: timedelta = timedelta(minutes=10)
+    webhooks: tuple[WebhookSpec, ...] = ()
 
     @property
     def revision(self) -> str:
         return revision_of(self.model, self.serving)
+
+    def hooks(self, kind: WebhookType) -> tuple[WebhookSpec, ...]:
+        return tuple(h for h in self.webhooks if h.type == kind)
 
 
 @dataclass(frozen=True)
@@ -628,6 +652,48 @@ def parse_traffic(data: object, path: str = "spec.traffic") -> TrafficSpec:
     return TrafficSpec(provider=provider, gateway_ref=ref, hostnames=hostnames)
 
 
+#: A webhook answers within this, or it counts as not answering.
+MAX_WEBHOOK_TIMEOUT: Final = timedelta(seconds=60)
+
+
+def _parse_webhook(data: object, path: str) -> WebhookSpec:
+    m = _mapping(data, path)
+    _no_unknown(m, ("name", "type", "url", "timeout", "metadata"), path)
+    name = _str(m, "name", path)
+    if not _DNS_LABEL.match(name) or len(name) > 63:
+        raise SpecError(f"{path}.name", "use lowercase letters, digits and '-', e.g. 'load-test'")
+    if "type" not in m:
+        known = ", ".join(t.value for t in WebhookType)
+        raise SpecError(f"{path}.type", f"required: one of {known}")
+    kind = _enum(m, "type", path, WebhookType, WebhookType.PRE_ROLLOUT)
+    url = _str(m, "url", path)
+    if not url.startswith(("http://", "https://")):
+        raise SpecError(f"{path}.url", f"must be an http:// or https:// URL, got {url!r}")
+    timeout = _duration(m, "timeout", path, timedelta(seconds=10))
+    assert timeout is not None
+    if not timedelta(0) < timeout <= MAX_WEBHOOK_TIMEOUT:
+        raise SpecError(f"{path}.timeout", "must be longer than 0s and at most 60s")
+    meta = _mapping(m.get("metadata") or {}, f"{path}.metadata")
+    for key, value in meta.items():
+        if not isinstance(value, str):
+            raise SpecError(f"{path}.metadata.{key}", "values must be strings")
+    return WebhookSpec(name, kind, url, timeout, {str(k): v for k, v in meta.items()})
+
+
+def parse_webhooks(data: object, path: str = "spec.webhooks") -> tuple[WebhookSpec, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise SpecError(path, "must be a list of webhooks")
+    hooks = tuple(_parse_webhook(item, f"{path}[{i}]") for i, item in enumerate(data))
+    seen: set[str] = set()
+    for i, hook in enumerate(hooks):
+        if hook.name in seen:
+            raise SpecError(f"{path}[{i}].name", f"{hook.name!r} is used twice; names are keys")
+        seen.add(hook.name)
+    return hooks
+
+
 def _check_consistency(spec: ModelDeploymentSpec) -> None:
     """Rules that span sections and need parsed durations, which CEL cannot compare."""
     kind = spec.strategy.type
@@ -663,7 +729,16 @@ def parse_spec(data: object, path: str = "spec") -> ModelDeploymentSpec:
     m = _mapping(data, path)
     _no_unknown(
         m,
-        ("model", "serving", "replicas", "strategy", "analysis", "traffic", "progressDeadline"),
+        (
+            "model",
+            "serving",
+            "replicas",
+            "strategy",
+            "analysis",
+            "traffic",
+            "progressDeadline",
+            "webhooks",
+        ),
         path,
     )
     if "model" not in m:
@@ -684,6 +759,7 @@ def parse_spec(data: object, path: str = "spec") -> ModelDeploymentSpec:
         analysis=parse_analysis(m.get("analysis"), f"{path}.analysis"),
         traffic=parse_traffic(m.get("traffic"), f"{path}.traffic"),
         progress_deadline=deadline,
+        webhooks=parse_webhooks(m.get("webhooks"), f"{path}.webhooks"),
     )
     _check_consistency(spec)
     return spec
@@ -713,11 +789,11 @@ def parse(obj: Mapping[str, Any]) -> ModelDeployment:
     """Parse a whole ModelDeployment object (as the API server or a YAML file gives it)."""
     meta = _mapping(obj.get("metadata", {}), "metadata")
     name = _str(meta, "name", "metadata")
-    if len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _DNS_1035.match(name):
         raise SpecError(
             "metadata.name",
-            f"use at most {MAX_NAME_LENGTH} lowercase letters, digits and '-', so that "
-            f"'<name>-<revision>' stays a valid Kubernetes name",
+            f"use at most {MAX_NAME_LENGTH} lowercase letters, digits and '-', starting with "
+            "a letter, so that '<name>-<revision>' stays a valid Service name",
         )
     generation = meta.get("generation", 0)
     if isinstance(generation, bool) or not isinstance(generation, int):

@@ -13,17 +13,23 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import httpx
+
 from serinus_operator import api
+from serinus_operator.analysis.providers import webhook
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.run import measure, resolve, variables_for
 from serinus_operator.analysis.templates import TemplateError
 from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
+from serinus_operator.api import WebhookType
 from serinus_operator.platforms.base import ObjectRef, Platform
 from serinus_operator.rollout import (
     Decision,
     EnsureRevision,
+    EventType,
     Notify,
     Observed,
+    Reason,
     RemoveRevision,
     RolloutStatus,
     RunAnalysis,
@@ -32,11 +38,17 @@ from serinus_operator.rollout import (
     decide,
     invalid,
 )
+from serinus_operator.rollout.actions import CallWebhooks
+from serinus_operator.rollout.observed import WebhookResult
 from serinus_operator.rollout.patch import merge_diff
 from serinus_operator.telemetry import Telemetry
 from serinus_operator.traffic.base import Routes
 
 log = logging.getLogger("serinus.reconcile")
+
+#: Measure/call-and-decide rounds in one pass: a PreRollout pass can open the way to a
+#: ConfirmPromotion call in the same pass; more than that waits for the next pass.
+MAX_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -174,15 +186,19 @@ async def reconcile(
         )
         decision = decide(md.spec, status, observed, (), clock())
         await execute(platform, ref, md, decision)
-        runs = decision.of(RunAnalysis)
-        if runs:
+        await _tell_post_rollout(platform, ref, decision, clock=clock)
+        for _ in range(MAX_ROUNDS):
+            runs = decision.of(RunAnalysis)
+            calls = [c for c in decision.of(CallWebhooks) if c.kind != WebhookType.POST_ROLLOUT]
+            if not runs and not calls:
+                break
             measured = [
                 await _measure(run, md, metrics, at=clock(), telemetry=telemetry) for run in runs
             ]
-            # The request was handled by the first decision; a second pass must not see it
-            # as new (it is in status.handledActions by now, so it would be ignored anyway).
-            decision = decide(md.spec, decision.status, observed, measured, clock())
+            answers = [r for call in calls for r in await _call(ref, call, clock=clock)]
+            decision = decide(md.spec, decision.status, observed, measured, clock(), answers)
             await execute(platform, ref, md, _without_resource_repeats(decision))
+            await _tell_post_rollout(platform, ref, decision, clock=clock)
     patch = merge_diff(stored_status, decision.status.to_dict())
     stored: Mapping[str, Any] = obj
     if patch:
@@ -192,6 +208,41 @@ async def reconcile(
     if telemetry is not None:
         telemetry.observe_status(ref.namespace, ref.name, status, decision.status)
     return Result(decision=decision, stored=stored)
+
+
+async def _call(
+    ref: ObjectRef, call: CallWebhooks, *, clock: Callable[[], datetime]
+) -> list[WebhookResult]:
+    payload = {**call.payload, "name": ref.name, "namespace": ref.namespace}
+    candidate = call.payload.get("candidate") or {}
+    async with httpx.AsyncClient() as client:
+        return await webhook.call_all(
+            client,
+            call.kind,
+            call.hooks,
+            payload,
+            revision=str(candidate.get("revision") or ""),
+            clock=clock,
+        )
+
+
+async def _tell_post_rollout(
+    platform: Platform, ref: ObjectRef, decision: Decision, *, clock: Callable[[], datetime]
+) -> None:
+    """PostRollout hooks are told the outcome; a failure is reported, never retried."""
+    for call in decision.of(CallWebhooks):
+        if call.kind != WebhookType.POST_ROLLOUT:
+            continue
+        for result in await _call(ref, call, clock=clock):
+            if not result.ok:
+                await platform.notify(
+                    ref,
+                    Notify(
+                        Reason.WEBHOOK_FAILED,
+                        f"PostRollout {result.name}: {result.message}",
+                        EventType.WARNING,
+                    ),
+                )
 
 
 def _without_resource_repeats(decision: Decision) -> Decision:

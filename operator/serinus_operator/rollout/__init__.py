@@ -5,6 +5,7 @@ Pure: no I/O, no clock but ``now``, no Kubernetes types. See docs/rollouts.md.
 
 from serinus_operator.rollout.actions import (
     Action,
+    CallWebhooks,
     Decision,
     EnsureRevision,
     EventType,
@@ -17,7 +18,7 @@ from serinus_operator.rollout.actions import (
     SetTraffic,
 )
 from serinus_operator.rollout.engine import decide, invalid
-from serinus_operator.rollout.observed import Observed, RevisionObservation
+from serinus_operator.rollout.observed import Observed, RevisionObservation, WebhookResult
 from serinus_operator.rollout.status import (
     Condition,
     Outcome,
@@ -30,6 +31,7 @@ from serinus_operator.rollout.status import (
 
 __all__ = [
     "Action",
+    "CallWebhooks",
     "Condition",
     "Decision",
     "EnsureRevision",
@@ -49,6 +51,7 @@ __all__ = [
     "SetTraffic",
     "Stage",
     "Traffic",
+    "WebhookResult",
     "decide",
     "invalid",
 ]

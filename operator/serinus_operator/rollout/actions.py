@@ -9,12 +9,13 @@ measurement is due.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from serinus_operator.api import MetricSpec
+from serinus_operator.api import MetricSpec, WebhookSpec, WebhookType
 from serinus_operator.rollout.status import RevisionRef, RolloutStatus, Stage
 
 _T = TypeVar("_T")
@@ -58,6 +59,9 @@ class Reason(StrEnum):
     RETRIED = "Retried"
     ACTION_IGNORED = "ActionIgnored"
     REVISION_REMOVED = "RevisionRemoved"
+    WEBHOOK_PASSED = "WebhookPassed"
+    WEBHOOK_FAILED = "WebhookFailed"
+    AWAITING_CONFIRMATION = "AwaitingConfirmation"
     INVALID_SPEC = "InvalidSpec"
     SPEC_FIXED = "SpecFixed"
 
@@ -123,7 +127,20 @@ class Notify:
     type: EventType = EventType.NORMAL
 
 
-Action = EnsureRevision | ScaleDown | RemoveRevision | SetTraffic | RunAnalysis | Notify
+@dataclass(frozen=True)
+class CallWebhooks:
+    """POST ``payload`` (completed with the object's name and namespace) to each hook and
+    pass the answers back as ``WebhookResult``s on the next decision (PostRollout answers
+    are only reported)."""
+
+    kind: WebhookType
+    hooks: tuple[WebhookSpec, ...]
+    payload: Mapping[str, Any]
+
+
+Action = (
+    EnsureRevision | ScaleDown | RemoveRevision | SetTraffic | RunAnalysis | CallWebhooks | Notify
+)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from serinus_operator.rollout import hooks
 from serinus_operator.rollout.actions import (
     Action,
     EnsureRevision,
@@ -36,6 +37,8 @@ def traffic(w: Work) -> Traffic:
     c = w.candidate
     if c is None or c.ready_since is None or not w.observed.ready(c.ref.revision):
         return Traffic()
+    if not hooks.pre_rollout_open(w):
+        return Traffic()
     strategy = w.spec.strategy
     if c.stage == Stage.SHADOW:
         mirror = strategy.shadow.mirror_percent if strategy.shadow is not None else 0
@@ -54,6 +57,8 @@ def analysis_due(w: Work) -> datetime | None:
         return None
     if c.not_ready_since is not None:
         return None  # no traffic, nothing to measure; the window restarts on recovery
+    if not hooks.pre_rollout_open(w):
+        return None  # no traffic before the PreRollout hooks pass
     return (a.last_measured_at or a.started_at) + spec.interval
 
 
@@ -134,5 +139,6 @@ def wake_at(w: Work) -> datetime | None:
     if w.status.previous is not None:
         times.append(w.status.previous.scale_down_at)
     times.extend(_in_grace(w).values())
+    times.extend(hooks.wake_times(w))
     future = [t for t in times if t > w.now]
     return min(future) if future else None

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from serinus_operator.analysis.verdict import Measurement
 from serinus_operator.api import ModelDeploymentSpec, SpecError
-from serinus_operator.rollout import conditions, desired, manual, measure, progress
+from serinus_operator.rollout import conditions, desired, hooks, manual, measure, progress
 from serinus_operator.rollout.actions import (
     Action,
     Decision,
@@ -23,7 +23,7 @@ from serinus_operator.rollout.actions import (
     Reason,
     SetTraffic,
 )
-from serinus_operator.rollout.observed import Observed
+from serinus_operator.rollout.observed import Observed, WebhookResult
 from serinus_operator.rollout.status import PauseReason, Phase, RolloutStatus, Stage, Traffic
 from serinus_operator.rollout.work import Work, stage_fits, steps_hash
 
@@ -120,10 +120,12 @@ def decide(
     observed: Observed,
     verdicts: Sequence[Measurement],
     now: datetime,
+    hook_results: Sequence[WebhookResult] = (),
 ) -> Decision:
     """The next status and actions; feeding the result back with nothing new is a no-op."""
     _require_aware(now)
     w = Work(spec, observed, now, replace(status, observed_generation=observed.generation))
+    w.hook_results = tuple(hook_results)
     _reconcile_revision(w)
     w.set(revision=spec.revision)
     if status.phase == Phase.DEGRADED:
@@ -132,10 +134,13 @@ def decide(
     progress.track_candidate(w)
     manual.apply_request(w)
     progress.track_candidate(w)  # a retry starts a candidate that may already be running
+    hooks.pre_rollout(w, w.hook_results)
     measure.consume(w, verdicts)
+    hooks.rollback_requested(w, w.hook_results)
     progress.advance(w)
     progress.scale_down_previous(w)
     w.set(traffic=desired.traffic(w))
+    hooks.ask_rollback(w)
     _traffic_events(w, status)
     phase = conditions.phase_of(w)
     if status.phase == Phase.DEGRADED:
@@ -145,10 +150,12 @@ def decide(
         message=conditions.message_of(w, phase),
         conditions=conditions.conditions_of(w, phase),
     )
+    hooks.post_rollout(w, status.history)
     actions: list[Action] = desired.resource_actions(w)
     analysis = desired.analysis_action(w)
     if analysis is not None:
         actions.append(analysis)
+    actions.extend(w.calls)
     actions.extend(w.events)
     return Decision(w.status, tuple(actions), desired.wake_at(w))
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from serinus_operator.api import ActionRequest, InvalidRequest
+from serinus_operator.api import ActionRequest, InvalidRequest, WebhookType
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,15 @@ class Observed:
         if obs.deadline_exceeded_at is None:
             return since < now
         return obs.deadline_exceeded_at >= since
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    """One webhook's answer to a ``CallWebhooks`` action: ``ok`` for a 2xx."""
+
+    kind: WebhookType
+    name: str
+    revision: str
+    ok: bool
+    at: datetime
+    message: str = ""

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from serinus_operator.analysis.verdict import Verdict
 from serinus_operator.api import CanaryStep, ShadowThen, format_duration
+from serinus_operator.rollout import hooks
 from serinus_operator.rollout.actions import Reason
 from serinus_operator.rollout.manual import to_canary
 from serinus_operator.rollout.status import CandidateStatus, PauseReason, Stage
@@ -138,6 +139,8 @@ def _canary_step(w: Work, c: CandidateStatus) -> bool:
     if c.step >= len(steps):
         if not w.complete(c.ref.revision) or not _measured(w):
             return False
+        if not hooks.confirmed(w, w.hook_results):
+            return False
         w.promote(f"all {len(steps)} canary steps passed")
         return True
     step = steps[c.step]
@@ -168,6 +171,8 @@ def _stage_step(w: Work, c: CandidateStatus) -> bool:
             return True
         if not w.complete(c.ref.revision) or not _measured(w):
             return False
+        if not hooks.confirmed(w, w.hook_results):
+            return False
         w.promote("shadow analysis passed")
         return True
     if not w.complete(c.ref.revision) or not _measured(w):
@@ -175,6 +180,8 @@ def _stage_step(w: Work, c: CandidateStatus) -> bool:
     if c.stage == Stage.PREVIEW:
         if strategy.blue_green is not None and not strategy.blue_green.auto_promote:
             w.pause(PauseReason.AWAITING_PROMOTION, "preview finished: waiting for promote")
+            return False
+        if not hooks.confirmed(w, w.hook_results):
             return False
         w.switch()
         return True
@@ -190,6 +197,8 @@ def advance(w: Work) -> None:
             return
         if not w.observed.ready(c.ref.revision):
             return  # hold while it cannot take traffic; the deadline is watched elsewhere
+        if not hooks.pre_rollout_open(w):
+            return  # no traffic before the PreRollout hooks pass
         took = _canary_step(w, c) if c.stage == Stage.CANARY else _stage_step(w, c)
         if not took:
             return

@@ -226,6 +226,12 @@ class CandidateStatus:
     step_started_at: datetime | None = None
     pause: Pause | None = None
     steps_hash: str = ""  # of the canary steps the step index refers to; "" if unknown
+    # Webhooks (docs/analysis.md): when PreRollout hooks all passed, and when each kind of
+    # hook was last called (a result older than its call is stale; calls are paced).
+    pre_rollout_passed_at: datetime | None = None
+    pre_rollout_called_at: datetime | None = None
+    confirm_called_at: datetime | None = None
+    rollback_called_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = self.ref.to_dict() | {
@@ -240,6 +246,10 @@ class CandidateStatus:
         _set(out, "stepStartedAt", self.step_started_at)
         out["pause"] = None if self.pause is None else self.pause.to_dict()
         out["stepsHash"] = self.steps_hash
+        _set(out, "preRolloutPassedAt", self.pre_rollout_passed_at)
+        _set(out, "preRolloutCalledAt", self.pre_rollout_called_at)
+        _set(out, "confirmCalledAt", self.confirm_called_at)
+        _set(out, "rollbackCalledAt", self.rollback_called_at)
         return out
 
     @classmethod
@@ -257,6 +267,10 @@ class CandidateStatus:
             step_started_at=_opt_time(data, "stepStartedAt", path),
             pause=None if pause is None else Pause.from_dict(pause, f"{path}.pause"),
             steps_hash=_text(data, "stepsHash"),
+            pre_rollout_passed_at=_opt_time(data, "preRolloutPassedAt", path),
+            pre_rollout_called_at=_opt_time(data, "preRolloutCalledAt", path),
+            confirm_called_at=_opt_time(data, "confirmCalledAt", path),
+            rollback_called_at=_opt_time(data, "rollbackCalledAt", path),
         )
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from serinus_operator.api import ModelDeploymentSpec, ShadowThen, StrategySpec, StrategyType
-from serinus_operator.rollout.actions import EventType, Notify, Reason
-from serinus_operator.rollout.observed import Observed
+from serinus_operator.rollout.actions import CallWebhooks, EventType, Notify, Reason
+from serinus_operator.rollout.observed import Observed, WebhookResult
 from serinus_operator.rollout.status import (
     HISTORY_LIMIT,
     AnalysisStatus,
@@ -73,6 +74,8 @@ class Work:
     now: datetime
     status: RolloutStatus
     events: list[Notify] = field(default_factory=list)
+    calls: list[CallWebhooks] = field(default_factory=list)
+    hook_results: Sequence[WebhookResult] = ()
 
     # --- small helpers -------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import yaml
 from serinus_operator import api
 from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
 from serinus_operator.rollout import (
+    CallWebhooks,
     Decision,
     EnsureRevision,
     Notify,
@@ -34,6 +35,7 @@ from serinus_operator.rollout import (
     RolloutStatus,
     ScaleDown,
     SetTraffic,
+    WebhookResult,
     decide,
 )
 from serinus_operator.rollout.patch import merge_diff
@@ -236,7 +238,9 @@ def restart(status: RolloutStatus) -> RolloutStatus:
 
 
 def without_events(d: Decision) -> tuple[object, ...]:
-    return tuple(a for a in d.actions if not isinstance(a, Notify))
+    """The desired-state actions; Events and webhook calls are emitted once, on the
+    transition that causes them."""
+    return tuple(a for a in d.actions if not isinstance(a, Notify | CallWebhooks))
 
 
 # --- the simulator ---------------------------------------------------------------------------
@@ -312,8 +316,10 @@ class Sim:
         measurements: Iterable[Measurement] = (),
         action: str | None = None,
         requests: int | None = 1000,
+        hooks: Iterable[WebhookResult] = (),
     ) -> Decision:
         self.now += after
+        answers = list(hooks)
         found = list(measurements)
         if verdict is not None:
             found.append(self.measurement(verdict, requests=requests))
@@ -322,11 +328,11 @@ class Sim:
             self.request = api.ActionRequest(api.ManualAction(action), f"n{self.nonce}")
         observed = Observed(self.generation, dict(self.world), self.request)
         spec = self.spec
-        d = decide(spec, self.status, observed, found, self.now)
+        d = decide(spec, self.status, observed, found, self.now, answers)
         if self.check:
             check_invariants(d, observed)
-            assert decide(spec, restart(self.status), observed, found, self.now) == d
-            again = decide(spec, d.status, observed, found, self.now)
+            assert decide(spec, restart(self.status), observed, found, self.now, answers) == d
+            again = decide(spec, d.status, observed, found, self.now, answers)
             assert again.status == d.status, "decide is not idempotent"
             assert not again.of(Notify), again.of(Notify)
             assert without_events(again) == without_events(d)
