@@ -21,20 +21,6 @@ RBAC = ROOT / "manifests" / "install" / "rbac.yaml"
 
 #: Granted but not exercised against the emulator, each for a reason.
 NOT_EXERCISED = {
-    # Kopf peering, only with --peering (replicas > 1): it reads and patches its peering
-    # object. The standalone test operator does not peer.
-    ("kopf.dev", "clusterkopfpeerings", "get"),
-    ("kopf.dev", "clusterkopfpeerings", "list"),
-    ("kopf.dev", "clusterkopfpeerings", "watch"),
-    ("kopf.dev", "clusterkopfpeerings", "patch"),
-    ("kopf.dev", "kopfpeerings", "get"),
-    ("kopf.dev", "kopfpeerings", "list"),
-    ("kopf.dev", "kopfpeerings", "watch"),
-    ("kopf.dev", "kopfpeerings", "patch"),
-    # Cluster-wide mode (-A / namespace globs): kopf lists and watches namespaces. The test
-    # operator watches one namespace.
-    ("", "namespaces", "list"),
-    ("", "namespaces", "watch"),
     # The GatewayAPI provider; its objects are covered by unit tests of the builders.
     ("gateway.networking.k8s.io", "httproutes", "get"),
     ("gateway.networking.k8s.io", "httproutes", "create"),
