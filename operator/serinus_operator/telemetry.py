@@ -99,6 +99,10 @@ class Telemetry:
     def observe_status(
         self, namespace: str, name: str, before: RolloutStatus, after: RolloutStatus
     ) -> None:
+        if (namespace, name) not in self._revisions:
+            # Born at 0, so that increase() sees the first rollback too.
+            for outcome in _OUTCOMES:
+                self.rollouts.labels(namespace, name, outcome)
         for phase in Phase:
             self.phase.labels(namespace, name, phase.value).set(1 if after.phase == phase else 0)
         shown: set[tuple[str, str]] = set()
@@ -166,6 +170,9 @@ def _new_entries(
     # Compared as stored (second resolution): ``before`` was read back from the API.
     seen = {(h.revision, ts(h.started_at)) for h in before}
     return [h for h in after if (h.revision, ts(h.started_at)) not in seen]
+
+
+_OUTCOMES = ("promoted", "rolled_back", "aborted", "superseded", "reverted")
 
 
 def _outcome_label(entry: HistoryEntry) -> str:

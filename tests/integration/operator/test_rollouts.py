@@ -123,6 +123,7 @@ def test_canary_promoted_step_by_step(cluster: Cluster) -> None:
         assert reason in reasons, reasons
     op = cluster.operator
     assert op.sample("serinus_rollouts_total", name="fraud", outcome="promoted") == 1, s["history"]
+    assert op.sample("serinus_rollouts_total", name="fraud", outcome="rolled_back") == 0
     assert op.sample("serinus_rollout_phase", name="fraud", phase="Stable") == 1
     assert op.sample("serinus_rollout_phase", name="fraud", phase="Paused") == 0
     assert op.sample("serinus_rollout_weight", name="fraud", role="stable", revision=v2) == 100
