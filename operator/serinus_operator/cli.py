@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from serinus_operator import __version__
+from serinus_operator.local import cli as local_cli
+from serinus_serving.drift import cli as drift_cli
 
 
 def _positive_int(text: str) -> int:
@@ -88,6 +90,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="then wait this long for in-flight requests (default: 30)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
+    drift_cli.add_serve_arguments(p)
     _add_log_level(p)
     p.set_defaults(func=_serve)
 
@@ -117,6 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
             shutdown_timeout=args.shutdown_timeout,
             access_log=args.access_log,
             log_level=args.log_level,
+            drift=drift_cli.serve_settings(args),
         )
     )
     return 0
@@ -175,6 +179,19 @@ def _add_operator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     peering.add_argument(
         "--standalone", action="store_true", help="no peering: a single replica (default)"
     )
+    p.add_argument(
+        "--peering-lifetime",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --peering: how long a silent replica keeps the lead (default: 60)",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        help="with --peering: the highest live replica acts, the others stand by "
+        "(default: random per replica)",
+    )
     p.add_argument("--metrics-host", default="0.0.0.0", help="metrics/health listen address")
     p.add_argument("--metrics-port", type=int, default=8000, help="/metrics and /healthz port")
     p.add_argument("--prometheus-url", help="the Prometheus that analysis queries")
@@ -217,6 +234,8 @@ def _operator(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             context=args.context,
             resync_seconds=args.resync_seconds,
+            peering_lifetime=args.peering_lifetime,
+            priority=args.priority,
         )
     )
 
@@ -230,6 +249,8 @@ def build_parser(prog: str = "serinus") -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_router(sub)
     _add_operator(sub)
+    drift_cli.add_parser(sub)
+    local_cli.add_parsers(sub)
     from serinus_operator import kubectl
 
     kubectl.add_parsers(sub)

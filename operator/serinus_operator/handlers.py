@@ -53,6 +53,7 @@ class Context:
     telemetry: Telemetry
     clock: Callable[[], datetime] = _utcnow
     resync_seconds: float = RESYNC_SECONDS
+    peering_lifetime: float = 60.0
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     healthy: bool = False
 
@@ -79,6 +80,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
     # The loop posts Events with distinct reasons itself; kopf's would say "Logging".
     settings.posting.enabled = False
+    # How long a silent peer keeps its claim: the standby's take-over time after a crash.
+    settings.peering.lifetime = int(_ctx(memo).peering_lifetime)
     # The CRD is installed before the operator (chart, kustomize); not watching CRDs keeps
     # the RBAC smaller (no cluster-wide read of CustomResourceDefinitions).
     settings.scanning.disabled = True

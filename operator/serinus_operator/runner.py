@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ class OperatorOptions:
     kubeconfig: str | None = None
     context: str | None = None
     resync_seconds: float = 30.0
+    peering_lifetime: float = 60.0
+    priority: int | None = None
 
 
 class _JsonFormatter(logging.Formatter):
@@ -111,6 +114,7 @@ async def run_operator(options: OperatorOptions) -> None:
         metrics=metrics,
         telemetry=Telemetry(),
         resync_seconds=options.resync_seconds,
+        peering_lifetime=options.peering_lifetime,
     )
     runner = await _metrics_server(ctx, options.metrics_host, options.metrics_port)
     try:
@@ -118,6 +122,7 @@ async def run_operator(options: OperatorOptions) -> None:
             registry=registry,
             standalone=options.standalone,
             peering_name=options.peering,
+            priority=_priority(options),
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),
             memo=kopf.Memo(serinus=ctx),
@@ -125,6 +130,15 @@ async def run_operator(options: OperatorOptions) -> None:
     finally:
         await runner.cleanup()
         await client.aclose()
+
+
+def _priority(options: OperatorOptions) -> int:
+    """Kopf peering is not an election: replicas of equal priority all pause. Each replica
+    therefore gets its own (random unless given); the highest live one acts, and when it
+    goes silent for the peering lifetime the next one resumes."""
+    if options.priority is not None:
+        return options.priority
+    return secrets.randbelow(2**31) if options.peering else 0
 
 
 def main(options: OperatorOptions) -> int:

@@ -120,6 +120,10 @@ class Operator:
     kube: KubeApi
     workdir: Path
     prometheus_url: str | None = None
+    peering: str | None = None
+    priority: int | None = None
+    name: str = "operator"
+    log_level: str = "info"
     process: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     starts: int = 0
@@ -130,7 +134,7 @@ class Operator:
         kubeconfig.write_text(yaml.safe_dump(self.kube.kubeconfig(NAMESPACE)))
         self.metrics_port = free_port()
         self.starts += 1
-        log = (self.workdir / f"operator-{self.starts}.log").open("wb")
+        log = (self.workdir / f"{self.name}-{self.starts}.log").open("wb")
         args = [
             sys.executable,
             "-m",
@@ -151,6 +155,10 @@ class Operator:
         ]
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
+        if self.peering:
+            args += ["--peering", self.peering, "--peering-lifetime", "15"]
+        if self.priority is not None:
+            args += ["--priority", str(self.priority)]
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), **self.env}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -182,7 +190,7 @@ class Operator:
 
     def log_text(self) -> str:
         return "\n".join(
-            p.read_text(errors="replace") for p in sorted(self.workdir.glob("operator-*.log"))
+            p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"{self.name}-*.log"))
         )
 
     def kill(self) -> None:

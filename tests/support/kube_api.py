@@ -59,6 +59,9 @@ RESOURCES: dict[str, dict[str, Any]] = {
         "namespaced": False,
     },
     "v1/namespaces": {"kind": "Namespace", "namespaced": False},
+    # kopf's peering between operator replicas (HA).
+    "kopf.dev/v1/kopfpeerings": {"kind": "KopfPeering", "namespaced": True},
+    "kopf.dev/v1/clusterkopfpeerings": {"kind": "ClusterKopfPeering", "namespaced": False},
 }
 _VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 
