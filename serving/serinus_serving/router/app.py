@@ -1,24 +1,26 @@
-"""The router's ASGI application: a reverse proxy over a model's revisions.
+"""The router's request handling: a reverse proxy over a model's revisions.
 
-Requests are buffered (model requests and responses are small) and forwarded unchanged to
-the chosen revision over pooled keep-alive connections. The routing table is swapped
-atomically: a request keeps the table and pool it started with, so a change never fails
-one in flight.
+``RouterApp.handle`` takes a whole request and returns a whole response, independent of the
+transport (``http1`` serves it; tests can call it directly). Requests are buffered (model
+requests and responses are small) and forwarded unchanged to the chosen revision over pooled
+keep-alive connections. The routing table is swapped atomically: a request keeps the table
+and pool it started with, so a change never fails one in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serinus_serving.router.compare import Incomparable, compare
+from serinus_serving.router.http1 import JSON, Request, Response, error_response, http_date
 from serinus_serving.router.metrics import RouterMetrics
 from serinus_serving.router.selection import UnknownRevision, choose, sticky_point
 from serinus_serving.router.table import Backend, RoutingTable
@@ -26,13 +28,11 @@ from serinus_serving.router.upstream import HOP_BY_HOP, UpstreamError, UpstreamP
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 PIN_HEADER = b"x-serinus-revision"
-_JSON = (b"content-type", b"application/json")
+#: Request headers not forwarded: hop-by-hop ones, the pin (the router's own), and
+#: ``expect`` (the router answers ``100-continue`` itself and sends the body at once).
+NOT_FORWARDED = HOP_BY_HOP | {PIN_HEADER, b"expect"}
+_PROMETHEUS = (b"content-type", CONTENT_TYPE_LATEST.encode())
 
 
 def _is_inference(path: str) -> bool:
@@ -41,21 +41,8 @@ def _is_inference(path: str) -> bool:
     )
 
 
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _error(message: str) -> bytes:
-    return orjson.dumps({"error": message})
+def _own(status: int, body: bytes, content_type: tuple[bytes, bytes] = JSON) -> Response:
+    return Response(status, [content_type, (b"date", http_date())], body)
 
 
 def _cookie(raw: bytes, name: str) -> str | None:
@@ -76,6 +63,8 @@ class RouterApp:
         self.metrics.weights = lambda: self.table.weights if self.table else {}
         self.draining = False
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        # Set by startup(): asyncio.get_running_loop() makes a getpid() system call each time.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
 
@@ -107,44 +96,36 @@ class RouterApp:
         """An invalid table was offered; the current one stays."""
         self.metrics.reloads["rejected"] += 1
 
-    # ------------------------------------------------------------------ ASGI
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        path = scope["path"]
+    # ------------------------------------------------------------------ lifecycle
+    async def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for hook in self.on_startup:
+            await hook()
+
+    async def shutdown(self, *, grace: float = 5.0) -> None:
+        """Stop the table source, give shadow copies ``grace`` seconds, close the pools."""
+        self.draining = True
+        for hook in self.on_shutdown:
+            await hook()
+        await self.wait_for_shadows(grace=grace)
+        for pool in self.pools.values():
+            pool.close()
+
+    # ------------------------------------------------------------------ requests
+    async def handle(self, request: Request) -> Response:
+        path = request.path
         if path.startswith("/-/") or path == "/metrics":
-            await self._own_endpoint(path, send)
-            return
-        await self._proxy(scope, receive, send)
+            return self._own_endpoint(path)
+        return await self._proxy(request)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                for hook in self.on_startup:
-                    await hook()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.draining = True
-                for hook in self.on_shutdown:
-                    await hook()
-                await self.wait_for_shadows(grace=5)
-                for pool in self.pools.values():
-                    pool.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _own_endpoint(self, path: str, send: Send) -> None:
+    def _own_endpoint(self, path: str) -> Response:
         if path == "/-/live":
-            await _respond(send, 200, b'{"live":true}', [_JSON])
-        elif path == "/-/ready":
+            return _own(200, b'{"live":true}')
+        if path == "/-/ready":
             ready = self.table is not None and not self.draining
             body = orjson.dumps({"ready": ready, "model": self.table.model if self.table else None})
-            await _respond(send, 200 if ready else 503, body, [_JSON])
-        elif path == "/-/routes":
+            return _own(200 if ready else 503, body)
+        if path == "/-/routes":
             table = self.table
             routes = None
             if table is not None:
@@ -157,26 +138,10 @@ class RouterApp:
                         else None
                     ),
                 }
-            await _respond(send, 200, orjson.dumps(routes), [_JSON])
-        elif path == "/metrics":
-            body = generate_latest(self.metrics.registry)
-            await _respond(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
-        else:
-            await _respond(send, 404, _error(f"no router endpoint {path}"), [_JSON])
-
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+            return _own(200, orjson.dumps(routes))
+        if path == "/metrics":
+            return _own(200, generate_latest(self.metrics.registry), _PROMETHEUS)
+        return error_response(404, f"no router endpoint {path}")
 
     def _select(self, table: RoutingTable, headers: list[tuple[bytes, bytes]]) -> str:
         pinned = None
@@ -193,74 +158,60 @@ class RouterApp:
         point = sticky_point(sticky_key) if sticky_key else self.rng.random() * 100
         return choose(table, pinned=pinned, point=point)
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _proxy(self, request: Request) -> Response:
         started = time.perf_counter()
         table, pools = self.table, self.pools
         if table is None:
-            await _respond(send, 503, _error("the router has no routing table yet"), [_JSON])
-            return
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
+            return error_response(503, "the router has no routing table yet")
         try:
-            revision = self._select(table, headers)
+            revision = self._select(table, request.headers)
         except UnknownRevision as exc:
-            await _respond(send, 400, _error(str(exc)), [_JSON])
-            return
-        body = await self._read_body(receive)
-        if body is None:
-            await _respond(
-                send, 413, _error(f"request body is over {self.max_body_bytes} bytes"), [_JSON]
-            )
-            return
-        backend = table.backends[revision]
-        pool = pools[backend.url]
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
-        forwarded = [(n, v) for n, v in headers if n != PIN_HEADER]
-        request = pool.encode(scope["method"], target, forwarded, body)
+            return error_response(400, str(exc))
+        pool = pools[table.backends[revision].url]
+        head = request.method == b"HEAD"
+        encoded = pool.encode(
+            request.method, request.target, request.headers, request.body, skip=NOT_FORWARDED
+        )
         try:
-            response = await pool.request(request, within=table.timeout_seconds)
+            response = await pool.request(encoded, within=table.timeout_seconds, head=head)
         except UpstreamError as exc:
             self.metrics.upstream_errors[revision, exc.kind] += 1
-            message = f"revision {revision} failed: {exc}"
-            await _respond(send, exc.status, _error(message), [_JSON])
             self.metrics.observe(revision, exc.status, time.perf_counter() - started)
-            return
-        out_headers = [(n, v) for n, v in response.headers if n not in HOP_BY_HOP]
-        out_headers.append((PIN_HEADER, revision.encode()))
-        await _respond(send, response.status, response.body, out_headers)
+            return error_response(exc.status, f"revision {revision} failed: {exc}")
+        out = [
+            (n, v)
+            for n, v in response.headers
+            if n not in HOP_BY_HOP or (head and n == b"content-length")
+        ]
+        out.append((PIN_HEADER, revision.encode()))
         self.metrics.observe(revision, response.status, time.perf_counter() - started)
-
+        after = None
         shadow = table.shadow
         if (
             shadow is not None
             and shadow.revision != revision
             and response.status == 200
-            and _is_inference(scope["path"])
+            and _is_inference(request.path)
             and (shadow.percent >= 100 or self.rng.random() * 100 < shadow.percent)
         ):
-            self._mirror(table, revision, request_target=target, headers=forwarded, body=body,
-                         primary=response.body)  # fmt: skip
+            after = functools.partial(
+                self._mirror, table, revision, request=request, primary=response.body
+            )
+        return Response(response.status, out, response.body, after)
 
     # ------------------------------------------------------------------ shadow
     def _mirror(
-        self,
-        table: RoutingTable,
-        primary_revision: str,
-        *,
-        request_target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        primary: bytes,
+        self, table: RoutingTable, primary_revision: str, *, request: Request, primary: bytes
     ) -> None:
-        """Send a copy to the shadow off the response path, or drop it when saturated."""
+        """Send a copy to the shadow once the primary's response is written, or drop it
+        when saturated: copies are bounded, never queued."""
         shadow = table.shadow
         assert shadow is not None
         key = (primary_revision, shadow.revision)
         if (
             self.draining
             or self.metrics.shadow_inflight >= shadow.max_concurrency
-            or len(body) > shadow.max_body_bytes
+            or len(request.body) > shadow.max_body_bytes
         ):
             self.metrics.shadow[(*key, "dropped")] += 1
             return
@@ -269,10 +220,12 @@ class RouterApp:
         if pool is None:
             self.metrics.shadow[(*key, "dropped")] += 1
             return
-        request = pool.encode("POST", request_target, headers, body)
+        encoded = pool.encode(
+            request.method, request.target, request.headers, request.body, skip=NOT_FORWARDED
+        )
         self.metrics.shadow_inflight += 1
-        task = asyncio.get_running_loop().create_task(
-            self._shadow_call(table, pool, request, primary, key)
+        task = (self._loop or asyncio.get_running_loop()).create_task(
+            self._shadow_call(table, pool, encoded, primary, key)
         )
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)

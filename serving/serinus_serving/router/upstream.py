@@ -54,6 +54,15 @@ class _Lost(Exception):
     pass
 
 
+class _Expired(Exception):
+    pass
+
+
+#: How often a pool looks for requests past their deadline. A timer per request (what
+#: ``asyncio.timeout`` sets up) costs the router more than everything else it does in Python.
+SWEEP_SECONDS = 0.05
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
@@ -63,12 +72,16 @@ class UpstreamResponse:
 
 class _Connection(asyncio.Protocol):
     def __init__(self, max_body: int) -> None:
+        # Kept: asyncio.get_running_loop() makes a getpid() system call every time.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.max_body = max_body
         self.closed = False
         self.received = False
         self.keep_alive = True
+        self.head = False
+        self.deadline = 0.0  # loop time by which the current exchange must be answered
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
@@ -85,11 +98,11 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"malformed response from backend: {exc}"))
+            self.fail(UpstreamError(f"malformed response from backend: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._fail(_Lost(str(exc or "connection closed by backend")))
+        self.fail(_Lost(str(exc or "connection closed by backend")))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -98,11 +111,16 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
+        if self.head:
+            # A response to HEAD has no body whatever its content-length says, and the
+            # parser cannot be told so: complete it here and do not reuse the connection.
+            self.keep_alive = False
+            self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > self.max_body:
-            self._fail(UpstreamError(f"backend response is over {self.max_body} bytes"))
+            self.fail(UpstreamError(f"backend response is over {self.max_body} bytes"))
             return
         self._body.append(body)
 
@@ -111,7 +129,7 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(UpstreamResponse(self._status, self._headers, b"".join(self._body)))
 
-    def _fail(self, exc: Exception) -> None:
+    def fail(self, exc: Exception) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
@@ -122,11 +140,12 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def exchange(self, request: bytes) -> UpstreamResponse:
+    async def exchange(self, request: bytes, *, head: bool = False) -> UpstreamResponse:
         assert self.transport is not None
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self.loop.create_future()
         self._status, self._headers, self._body, self._size = 0, [], [], 0
         self.received = False
+        self.head = head
         self.transport.write(request)
         try:
             return await self._waiter
@@ -152,6 +171,8 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self.max_body = max_body
         self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
     async def _connect(self) -> _Connection:
@@ -173,19 +194,28 @@ class UpstreamPool:
         return conn
 
     def encode(
-        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        skip: frozenset[bytes] = HOP_BY_HOP,
     ) -> bytes:
+        """The request as bytes, with ``headers`` (lower-cased names) minus ``skip``."""
         parts = [
-            method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", self.authority,
-            b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\n",
+            method, b" ", target, b" HTTP/1.1\r\nhost: ", self.authority,
+            b"\r\ncontent-length: %d\r\n" % len(body),
         ]  # fmt: skip
         for name, value in headers:
-            if name not in HOP_BY_HOP:
+            if name not in skip:
                 parts += (name, b": ", value, b"\r\n")
         parts += (b"\r\n", body)
         return b"".join(parts)
 
-    async def request(self, request: bytes, *, within: float) -> UpstreamResponse:
+    async def request(
+        self, request: bytes, *, within: float, head: bool = False
+    ) -> UpstreamResponse:
         """Send an encoded request; a stale keep-alive connection is retried once on a
         fresh one (only when the backend sent nothing back, so the request was not seen)."""
         for attempt in (1, 2):
@@ -198,11 +228,17 @@ class UpstreamPool:
             reused = conn is not None
             if conn is None:
                 conn = await self._connect()
+            loop = conn.loop
+            conn.deadline = loop.time() + within
+            self._busy.add(conn)
+            if self._sweeper is None:
+                self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
             try:
-                async with asyncio.timeout(within):
-                    response = await conn.exchange(request)
-            except TimeoutError:
-                conn.close()
+                response = await conn.exchange(request, head=head)
+            except asyncio.CancelledError:
+                conn.close()  # mid-exchange: never reusable
+                raise
+            except _Expired:
                 raise UpstreamTimeout(
                     f"{self.host}:{self.port} did not answer within {within:g}s"
                 ) from None
@@ -213,12 +249,21 @@ class UpstreamPool:
                 raise UpstreamError(
                     f"{self.host}:{self.port} closed the connection: {exc}"
                 ) from None
+            finally:
+                self._busy.discard(conn)
             if conn.keep_alive and not self._closed and len(self._idle) < self.max_idle:
                 self._idle.append(conn)
             else:
                 conn.close()
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the exchanges past their deadline (within ``SWEEP_SECONDS`` of it)."""
+        now = loop.time()
+        for conn in [c for c in self._busy if c.deadline <= now]:
+            conn.fail(_Expired())
+        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep, loop) if self._busy else None
 
     def close(self) -> None:
         """Close idle connections now; busy ones close when their request finishes."""
