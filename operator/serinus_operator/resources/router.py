@@ -26,12 +26,11 @@ from serinus_operator.resources.meta import (
 ROUTER_CONTAINER: Final = "router"
 #: The verbs the router's ConfigMap source uses (GET, and a watch by field selector).
 ROUTER_VERBS: Final = ("get", "watch")
-#: Before SIGTERM, the pod waits this long for the endpoint removal to reach every client
-#: (the router has no drain of its own). The ``sleep`` action needs Kubernetes 1.30 or later.
-PRESTOP_SLEEP_SECONDS: Final = 5
-#: uvicorn's graceful shutdown (30 s) and the wait for shadow copies (5 s) after the pre-stop
-#: sleep, with a margin.
-ROUTER_GRACE_SECONDS: Final = PRESTOP_SLEEP_SECONDS + 30 + 5 + 10
+#: After SIGTERM the router reports unready but keeps serving this long, so that the endpoint
+#: removal reaches every client before it stops accepting (``--drain-seconds``).
+DRAIN_SECONDS: Final = 5
+#: The drain, then in-flight requests (up to 30 s) and shadow copies (5 s), with a margin.
+ROUTER_GRACE_SECONDS: Final = DRAIN_SECONDS + 30 + 5 + 10
 
 
 def router_name(md_name: str) -> str:
@@ -58,6 +57,8 @@ def router_args(md_name: str, namespace: str, *, config: BuildConfig) -> list[st
         config.listen_host,
         "--port",
         str(pods.CONTAINER_PORT),
+        "--drain-seconds",
+        str(DRAIN_SECONDS),
     ]
 
 
@@ -87,7 +88,6 @@ def router_deployment(
         resources=config.router_resources,
         probes=router_probes(),
         mounts=[pods.tmp_mount()],
-        lifecycle={"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
     )
     pod = pods.pod_spec(
         [router],

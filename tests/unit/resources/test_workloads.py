@@ -365,8 +365,9 @@ def test_router_deployment_shape() -> None:
     [c] = pod["containers"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/-/live"
-    assert c["lifecycle"]["preStop"]["sleep"]["seconds"] < pod["terminationGracePeriodSeconds"]
     args = build_parser().parse_args(c["args"])
+    assert "lifecycle" not in c, "the router drains itself; no preStop sleep (Kubernetes 1.30+)"
+    assert 0 < args.drain_seconds < pod["terminationGracePeriodSeconds"] - 30
     assert args.command == "router"
     assert args.port == c["ports"][0]["containerPort"]
     assert args.routes.startswith("configmap:")
