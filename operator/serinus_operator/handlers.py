@@ -148,6 +148,7 @@ async def rollout_loop(
 ) -> None:
     """Reconcile ``namespace/name`` until the object is gone or the operator stops."""
     waker = ctx.waker(namespace, name)
+    ctx.telemetry.reconcile_errors.labels(namespace, name)  # born at 0: rate() sees the first
     backoff = 1.0
     while not stopped():
         waker.clear()
