@@ -23,8 +23,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serinus_serving import __version__
-from serinus_serving.batching import AdaptiveBatcher
+from serinus_serving.batching import AdaptiveBatcher, RunFn
 from serinus_serving.codec import HEADER_LENGTH, parse_v1, parse_v2, render_v1, render_v2
+from serinus_serving.drift.feedback import FeedbackStore
+from serinus_serving.drift.metrics import DriftCollector
+from serinus_serving.drift.monitor import DriftMonitor
+from serinus_serving.drift.profile import Profile, ProfileError
+from serinus_serving.drift.serving import add_feedback_routes, build_drift, prefetch_profile
 from serinus_serving.errors import (
     InferenceError,
     ModelNotFound,
@@ -33,7 +38,7 @@ from serinus_serving.errors import (
 )
 from serinus_serving.metrics import ModelLabels, ServingMetrics
 from serinus_serving.openapi_infer import infer_paths
-from serinus_serving.runtime.base import Array, ModelRuntime, TensorSpec
+from serinus_serving.runtime.base import Array, ModelRuntime, ModelState, TensorSpec
 from serinus_serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -124,6 +129,9 @@ class ServingApp:
         self.draining = False
         self.inline = True
         self.batcher: AdaptiveBatcher | None = None
+        self.drift_monitor: DriftMonitor | None = None
+        self._batches_recorded = False
+        self.feedback: FeedbackStore | None = None
         self._specs: dict[str, TensorSpec] = {}
         self._load_task: asyncio.Task[None] | None = None
         self.fastapi = self._build_fastapi()
@@ -140,15 +148,18 @@ class ServingApp:
         self.draining = True
 
     async def load(self) -> None:
+        profile = await prefetch_profile(self.settings.drift, model_dir=self.settings.model_dir)
         await self.runtime.load()
         runtime = self.runtime
+        if runtime.ready:  # no await since the runtime turned ready: readiness never flips
+            self._attach_drift(profile)
         if runtime.ready:
             self._specs = {spec.name: spec for spec in runtime.inputs}
             self.inline = runtime.warmup_seconds < INLINE_THRESHOLD_SECONDS
             if self.settings.max_batch_size > 0:
                 if runtime.batchable:
                     self.batcher = AdaptiveBatcher(
-                        runtime.predict,
+                        self._batch_runner(),
                         max_batch_size=self.settings.max_batch_size,
                         max_latency=self.settings.max_batch_latency_ms / 1000,
                         inline=self.inline,
@@ -169,6 +180,36 @@ class ServingApp:
             sha256=runtime.sha256,
             platform=runtime.platform,
         )
+
+    def _batch_runner(self) -> RunFn:
+        """The batcher's runtime call. With drift on and the model run on the event loop, it
+        records each merged batch into the drift window once, rather than each request."""
+        monitor, predict = self.drift_monitor, self.runtime.predict
+        if monitor is None or not self.inline:
+            return predict
+
+        def run_and_record(inputs: dict[str, Array]) -> dict[str, Array]:
+            outputs = predict(inputs)
+            monitor.record(inputs, outputs, next(iter(inputs.values())).shape[0])
+            return outputs
+
+        self._batches_recorded = True
+        return run_and_record
+
+    def _attach_drift(self, profile: Profile | ProfileError | None) -> None:
+        try:
+            parts = build_drift(self.settings.drift, self.runtime, profile)
+        except ProfileError as exc:
+            self.runtime.state = ModelState.FAILED
+            self.runtime.reason = f"drift profile: {exc}"
+            log.error("model unready: %s", self.runtime.reason)
+            return
+        self.drift_monitor, self.feedback = parts.monitor, parts.feedback
+        if parts.monitor is not None or parts.feedback is not None:
+            collector = DriftCollector(
+                self.metrics.labels, monitor=parts.monitor, feedback=parts.feedback
+            )
+            self.metrics.registry.register(collector)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
@@ -267,7 +308,7 @@ class ServingApp:
                 batcher.arriving -= 1
         if protocol == "v1":
             return render_v1(await self._predict(inputs, rows, None)), None
-        outputs = await self._predict(request.inputs, request.rows, request.outputs)
+        outputs = await self._predict(request.inputs, request.rows, request.outputs, request.id)
         return render_v2(
             outputs,
             model_name=self.settings.name,
@@ -277,10 +318,15 @@ class ServingApp:
         )
 
     async def _predict(
-        self, inputs: dict[str, Array], rows: int, names: Sequence[str] | None
+        self,
+        inputs: dict[str, Array],
+        rows: int,
+        names: Sequence[str] | None,
+        request_id: str | None = None,
     ) -> dict[str, Array]:
         if self.batcher is not None:
             outputs = await self.batcher.submit(inputs, rows)
+            self._observe(inputs, outputs, rows, request_id, record=not self._batches_recorded)
             return outputs if not names else {n: outputs[n] for n in names}
         started = time.perf_counter()
         if self.inline:
@@ -288,7 +334,23 @@ class ServingApp:
         else:
             outputs = await asyncio.to_thread(self.runtime.predict, inputs, names)
         self.metrics.observe_inference(rows, time.perf_counter() - started)
+        self._observe(inputs, outputs, rows, request_id)
         return outputs
+
+    def _observe(
+        self,
+        inputs: dict[str, Array],
+        outputs: dict[str, Array],
+        rows: int,
+        request_id: str | None,
+        *,
+        record: bool = True,
+    ) -> None:
+        """Drift window and feedback ids: appends only; the statistics run at scrape time."""
+        if record and self.drift_monitor is not None:
+            self.drift_monitor.record(inputs, outputs, rows)
+        if request_id is not None and self.feedback is not None:
+            self.feedback.remember(request_id, outputs)
 
     # ----------------------------------------------------------------- FastAPI part
     def _build_fastapi(self) -> FastAPI:
@@ -301,6 +363,12 @@ class ServingApp:
         _install_error_handlers(app)
         self._add_health_routes(app)
         self._add_metadata_routes(app)
+        add_feedback_routes(
+            app,
+            check_target=self._check_target,
+            store=lambda: self.feedback,
+            max_body_bytes=self.settings.max_body_bytes,
+        )
 
         @app.get("/metrics", tags=["observability"], include_in_schema=False)
         async def metrics() -> Response:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from serinus_serving.drift.config import DriftSettings
 from serinus_serving.loading import DEFAULT_MAX_BYTES
 
 
@@ -34,6 +35,8 @@ class ServeSettings:
     shutdown_timeout: float = 30.0
     access_log: bool = False
     log_level: str = "info"
+    #: Reference profile, drift window and feedback (docs/drift.md).
+    drift: DriftSettings = field(default_factory=DriftSettings)
 
     @property
     def effective_revision(self) -> str:

@@ -1,0 +1,201 @@
+"""Feedback for concept drift: ground-truth labels for earlier predictions, by request id.
+
+The request path remembers the prediction of each v2 request that carries an ``id`` (a
+dict insert). Memory is bounded by ``max_ids``: the oldest ids are forgotten first. A label
+for an id older than ``ttl`` is refused as expired; each id takes one label. Labelled rows
+feed a window of the latest ``window`` outcomes (1/0 for a classifier's hit or miss, the
+absolute error for a regressor), whose mean is the live accuracy or error.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from serinus_serving.drift.profile import Task
+from serinus_serving.errors import InferenceError
+from serinus_serving.runtime.base import Array
+
+RESULTS = ("matched", "unknown_id", "expired", "duplicate")
+#: Labels one feedback request may carry.
+MAX_LABELS_PER_REQUEST = 10_000
+
+
+class FeedbackError(InferenceError):
+    """A feedback request the server refuses (400); nothing of it was recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    id: str
+    value: Any
+
+
+def parse_feedback(body: bytes) -> list[Label]:
+    """``{"labels": [{"id": …, "label": …}, …]}``, or one ``{"id": …, "label": …}``."""
+    if not body:
+        raise FeedbackError('request body is empty; expected {"labels": [{"id", "label"}]}')
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FeedbackError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FeedbackError("request body must be a JSON object")
+    if "labels" in doc:
+        items = doc["labels"]
+        if not isinstance(items, list) or not items:
+            raise FeedbackError('\'labels\' must be a non-empty list of {"id", "label"} objects')
+    elif "id" in doc:
+        items = [doc]
+    else:
+        raise FeedbackError('expected {"labels": [{"id": …, "label": …}]} or {"id", "label"}')
+    if len(items) > MAX_LABELS_PER_REQUEST:
+        raise FeedbackError(
+            f"{len(items)} labels in one request; send at most {MAX_LABELS_PER_REQUEST}"
+        )
+    labels: list[Label] = []
+    for i, item in enumerate(items):
+        where = f"labels[{i}]"
+        if not isinstance(item, dict):
+            raise FeedbackError(f"{where} must be an object with 'id' and 'label'")
+        request_id = item.get("id")
+        if not isinstance(request_id, str) or not request_id:
+            raise FeedbackError(
+                f"{where}.id must be a non-empty string (the inference request's id)"
+            )
+        if "label" not in item:
+            raise FeedbackError(f"{where} has no 'label'")
+        labels.append(Label(request_id, item["label"]))
+    return labels
+
+
+class FeedbackStore:
+    def __init__(
+        self,
+        *,
+        output: str,
+        task: Task,
+        max_ids: int,
+        ttl: float,
+        window: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.output = output
+        self.task = task
+        self.max_ids = max_ids
+        self.ttl = ttl
+        self._clock = clock
+        #: id -> (time, prediction); the prediction is None once labelled.
+        self._ids: OrderedDict[str, tuple[float, Array | None]] = OrderedDict()
+        self.results = dict.fromkeys(RESULTS, 0)
+        self.labelled_rows = 0
+        self._outcomes = np.zeros(window, dtype=np.float64)
+        self._next = 0
+        self._filled = 0
+
+    @property
+    def tracked(self) -> int:
+        return len(self._ids)
+
+    # ------------------------------------------------------------------ request path
+    def remember(self, request_id: str, outputs: Mapping[str, Array]) -> None:
+        prediction = outputs.get(self.output)
+        if prediction is None:
+            return
+        ids = self._ids
+        if request_id in ids:  # a reused id refers to its latest request
+            del ids[request_id]
+        ids[request_id] = (self._clock(), prediction)
+        if len(ids) > self.max_ids:
+            ids.popitem(last=False)
+
+    # ------------------------------------------------------------------ feedback
+    def apply(self, labels: list[Label]) -> dict[str, int]:
+        """Record ``labels`` all or nothing: a label that does not fit its prediction raises
+        :class:`FeedbackError` before anything is counted."""
+        now = self._clock()
+        outcome: dict[str, int] = dict.fromkeys(RESULTS, 0)
+        matched: list[tuple[str, float, list[float]]] = []
+        seen: set[str] = set()
+        for i, label in enumerate(labels):
+            entry = self._ids.get(label.id)
+            if label.id in seen or (entry is not None and entry[1] is None):
+                outcome["duplicate"] += 1
+            elif entry is None:
+                outcome["unknown_id"] += 1
+            elif now - entry[0] > self.ttl:
+                outcome["expired"] += 1
+            else:
+                prediction = entry[1]
+                assert prediction is not None
+                scores = self._scores(prediction, label.value, f"labels[{i}] (id {label.id!r})")
+                matched.append((label.id, entry[0], scores))
+                outcome["matched"] += 1
+            seen.add(label.id)
+        for request_id, at, scores in matched:
+            self._ids[request_id] = (at, None)
+            self._push(scores)
+        for key, count in outcome.items():
+            self.results[key] += count
+        return outcome
+
+    def _scores(self, prediction: Array, value: Any, where: str) -> list[float]:
+        predicted = prediction.reshape(prediction.shape[0], -1)[:, 0].tolist()
+        rows = len(predicted)
+        truth = value if isinstance(value, list) else [value]
+        if len(truth) != rows:
+            raise FeedbackError(
+                f"{where}: the request had {rows} row(s), the label has {len(truth)} value(s); "
+                "give one value per row (a list for a multi-row request)"
+            )
+        if self.task == "regression":
+            return [
+                abs(float(p) - _number(t, where)) for p, t in zip(predicted, truth, strict=True)
+            ]
+        return [
+            1.0 if _same_class(p, t, where) else 0.0 for p, t in zip(predicted, truth, strict=True)
+        ]
+
+    def _push(self, scores: list[float]) -> None:
+        size = self._outcomes.size
+        for score in scores[-size:]:
+            self._outcomes[self._next] = score
+            self._next = (self._next + 1) % size
+        self._filled = min(size, self._filled + len(scores))
+        self.labelled_rows += len(scores)
+
+    # ------------------------------------------------------------------ scrape time
+    @property
+    def window_samples(self) -> int:
+        return self._filled
+
+    def live_value(self) -> float | None:
+        """Mean outcome over the window: accuracy (classifier) or mean absolute error."""
+        if not self._filled:
+            return None
+        return float(self._outcomes[: self._filled].mean())
+
+
+def _number(value: Any, where: str) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise FeedbackError(f"{where}: a regression label must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _same_class(predicted: Any, value: Any, where: str) -> bool:
+    if isinstance(predicted, str):
+        if not isinstance(value, str):
+            raise FeedbackError(f"{where}: the model predicts strings; got label {value!r}")
+        return predicted == value
+    if type(value) not in (int, float, bool) or (
+        isinstance(value, float) and not value.is_integer()
+    ):
+        raise FeedbackError(f"{where}: the model predicts class numbers; got label {value!r}")
+    return bool(predicted == value)
