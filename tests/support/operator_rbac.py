@@ -1,46 +1,38 @@
-"""What the operator may do in the Kubernetes API: the one list the chart's RBAC (and the
-kustomize install's) is checked against. Keep it in step with the calls the operator makes
-(``platforms/kubernetes.py``) and the ones kopf makes on its behalf (CRD and namespace
-discovery, posting events, patching the watched objects, peering)."""
+"""What the operator may do in the Kubernetes API: the one list the chart's RBAC is checked
+against. It is read from ``manifests/install/rbac.yaml``, which
+tests/integration/operator/test_rbac.py compares with the calls a real operator run makes
+(so neither list is kept by hand). Peering (kopf's, only with more than one replica) is
+added here, as the kustomize install runs one standalone replica."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Final
 
-#: (API group, resource, verbs) the operator needs in every namespace it watches.
-NAMESPACED: Final[tuple[tuple[str, str, frozenset[str]], ...]] = (
-    ("serinus.dev", "modeldeployments", frozenset({"get", "list", "watch", "patch"})),
-    ("serinus.dev", "modeldeployments/status", frozenset({"get", "patch"})),
-    ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
-    ("", "services", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
-    ("", "configmaps", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
-    ("", "serviceaccounts", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
-    (
-        "rbac.authorization.k8s.io",
-        "roles",
-        frozenset({"get", "list", "watch", "create", "patch", "delete"}),
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "rolebindings",
-        frozenset({"get", "list", "watch", "create", "patch", "delete"}),
-    ),
-    ("", "events", frozenset({"create", "patch"})),
-    ("events.k8s.io", "events", frozenset({"create", "patch"})),
-    (
-        "gateway.networking.k8s.io",
-        "httproutes",
-        frozenset({"get", "list", "watch", "create", "patch", "delete"}),
-    ),
-)
+import yaml
 
-#: Cluster-scoped reads kopf makes in every mode: it scans CRDs, and (watching listed
-#: namespaces) lists and watches namespaces to notice them appear and go.
-DISCOVERY: Final[tuple[tuple[str, str, frozenset[str]], ...]] = (
-    ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"list", "watch"})),
-    ("", "namespaces", frozenset({"list", "watch"})),
-)
+_INSTALL_RBAC = Path(__file__).resolve().parents[2] / "manifests" / "install" / "rbac.yaml"
+
+
+def _recorded() -> tuple[tuple[str, str, frozenset[str]], ...]:
+    out = []
+    for doc in yaml.safe_load_all(_INSTALL_RBAC.read_text()):
+        if doc and doc.get("kind") == "ClusterRole":
+            for rule in doc["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        out.append((group, resource, frozenset(rule["verbs"])))
+    return tuple(out)
+
+
+#: (API group, resource, verbs) the operator needs in every namespace it watches.
+NAMESPACED: Final = _recorded()
+
+#: Cluster-scoped reads: none. The operator does not watch CRDs (the CRD is installed
+#: first), and kopf reads namespaces only for glob patterns, which per-namespace Roles
+#: cannot express.
+DISCOVERY: Final[tuple[tuple[str, str, frozenset[str]], ...]] = ()
 
 #: With more than one replica, kopf's peering: ``clusterkopfpeerings`` when the operator
 #: watches every namespace, ``kopfpeerings`` in each watched namespace otherwise.
