@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
 .PHONY: help venv system-deps test unit integration e2e lint format typecheck bench demo clean
+.PHONY: crds chart-files images
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -59,11 +60,33 @@ format: $(STAMP) ## Apply ruff formatting and safe fixes
 typecheck: $(STAMP) ## mypy --strict on the packages
 	$(BIN)/mypy
 
-demo: $(STAMP) ## Serve a freshly built model and show predictions, errors and metrics
-	$(BIN)/python demo/serve_demo.py
+demo: $(STAMP) system-deps ## Play a rollout locally: canary promoted, shadow rolled back, blue-green
+	PYTHONPATH=demo $(BIN)/python -m serinus_demo
 
 bench: $(STAMP) ## Benchmark serinus serve vs MLServer, KServe, a bare floor; the router vs nginx
 	bash bench/run.sh
+
+CHART := charts/serinus
+IMAGE_PREFIX ?= ghcr.io/serinus-dev/serinus-
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+crds: chart-files ## Copy crds/ into the chart and the kustomize install (tests check the copies)
+
+chart-files: ## Copy the CRD, dashboards and alerts into the Helm chart and manifests/install
+	mkdir -p $(CHART)/crds $(CHART)/dashboards $(CHART)/alerts
+	cp crds/modeldeployment.yaml $(CHART)/crds/modeldeployment.yaml
+	cp crds/modeldeployment.yaml manifests/install/crd.yaml
+	rm -f $(CHART)/dashboards/*.json $(CHART)/alerts/*.yaml
+	cp manifests/dashboards/*.json $(CHART)/dashboards/
+	cp manifests/alerts/*.yaml $(CHART)/alerts/
+
+images: ## Build the operator and serving images (needs a running Docker engine)
+	@if ! command -v docker >/dev/null || ! docker info >/dev/null 2>&1; then \
+		echo "no Docker engine here: cannot build images (the tests lint the Dockerfiles instead)" >&2; \
+		exit 1; \
+	fi
+	docker build -f operator/Dockerfile -t $(IMAGE_PREFIX)operator:$(IMAGE_TAG) .
+	docker build -f serving/Dockerfile -t $(IMAGE_PREFIX)serving:$(IMAGE_TAG) .
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench

@@ -11,15 +11,21 @@ same conditions. Configurations, interleaved per round:
 - router+shadow: the same with a 100% shadow copy to backend b
 
 Reported: the p50 each proxy adds at concurrency 1, requests/s at concurrency 16 (router
-÷ nginx), and what a 100% shadow does to the primary's p99.
+÷ nginx, also per round: the two run within a minute), and what a 100% shadow does
+to the primary's p99. On a shared machine requests/s move with whatever else runs, so each
+run also records the proxy's CPU time per request (nginx runs as one process, so that its
+CPU time is the worker's) and how much of each bench core other processes took.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,7 @@ import bench as b  # the serve bench's process and wrk plumbing
 
 CONFIGS = ("direct", "nginx", "router", "router+shadow")
 NGINX_CONF = """
-worker_processes 1;
+master_process off;
 pid {workdir}/nginx.pid;
 error_log {workdir}/error.log warn;
 events {{ worker_connections 1024; }}
@@ -97,10 +103,70 @@ def router_spec(a: int, shadow: int, *, mirror: bool) -> b.ServerSpec:
     return b.ServerSpec(name, f"serinus {name}", build, lambda: None)
 
 
-def measure(running: b.Running, tag: str, seconds: int) -> dict[int, dict[str, Any]]:
+def measure_once(
+    running: b.Running, tag: str, c: int, seconds: int, *, backends: list[b.Running]
+) -> dict[str, Any]:
+    """One wrk run, plus what run_wrk cannot know here: the proxy runs on the client core
+    beside wrk, and the backends on the server core."""
+    backend_before = sum(x.cpu_seconds() for x in backends)
+    cores_before = b._core_busy_seconds()
+    started = time.monotonic()
+    result = b.run_wrk(running, c, seconds, tag)
+    wall = time.monotonic() - started
+    cores = b._core_busy_seconds()
+    busy_server = (cores.get(b.SERVER_CPU, 0.0) - cores_before.get(b.SERVER_CPU, 0.0)) / wall
+    busy_client = (cores.get(b.CLIENT_CPU, 0.0) - cores_before.get(b.CLIENT_CPU, 0.0)) / wall
+    backend_util = (sum(x.cpu_seconds() for x in backends) - backend_before) / wall
+    proxy_util = 0.0 if running in backends else result["server_cpu_util"]
+    result["backend_cpu_util"] = round(backend_util, 3)
+    result["proxy_cpu_util"] = round(proxy_util, 3)
+    if proxy_util:
+        result["proxy_cpu_us_per_request"] = round(proxy_util / result["rps"] * 1e6, 2)
+    other_server = busy_server - backend_util
+    other_client = busy_client - result["client_cpu_util"] - proxy_util
+    result["other_on_server_core"] = round(max(0.0, other_server), 3)
+    result["other_on_client_core"] = round(max(0.0, other_client), 3)
+    return result
+
+
+def measure(
+    running: b.Running,
+    name: str,
+    tag: str,
+    *,
+    round_no: int,
+    rounds: int,
+    seconds: int,
+    backends: list[b.Running],
+) -> dict[int, dict[str, Any]]:
+    """Each concurrency; a run that other processes disturbed is measured again (as the
+    serve bench does: BENCH_MAX_OTHER_PCT, BENCH_RETRIES)."""
+    retries = b.env_int("BENCH_RETRIES", 2)
+    max_other = b.env_int("BENCH_MAX_OTHER_PCT", 5) / 100
     b.check_response(running)
     b.run_wrk(running, 16, 1, f"{tag}-warmup")
-    return {c: b.run_wrk(running, c, seconds, f"{tag}-c{c}") for c in b.CONCURRENCIES}
+    results = {}
+    for c in b.CONCURRENCIES:
+        for attempt in range(1, retries + 2):
+            result = measure_once(running, f"{tag}-c{c}", c, seconds, backends=backends)
+            result["round"], result["attempt"] = round_no, attempt
+            result["disturbed"] = b.disturbed(result, max_other)
+            cpu = result.get("proxy_cpu_us_per_request")
+            b.log(
+                f"  round {round_no}/{rounds} {name:14} c={c:<3} "
+                f"{result['rps']:9,.0f} req/s  p50 {result['p50_us'] / 1000:6.3f} ms"
+                f"  p99 {result['p99_us'] / 1000:6.3f} ms"
+                + (f"  proxy {cpu:5.1f} us/req" if cpu else "")
+                + f"  others: {result['other_on_client_core']:.0%} of the proxy"
+                f" core, {result['other_on_server_core']:.0%} of the backend core"
+                + ("  DISTURBED" if result["disturbed"] else "")
+            )
+            if not result["disturbed"]:
+                break
+            if attempt <= retries:
+                time.sleep(b.RETRY_PAUSE)
+        results[c] = result
+    return results
 
 
 def main() -> int:
@@ -108,6 +174,7 @@ def main() -> int:
     seconds = b.env_int("BENCH_SECONDS", 5)
     b.LOGS.mkdir(parents=True, exist_ok=True)
     b.build_model()
+    machine = b.machine_notes(["floor"])
     floor = b.ServerSpec("floor", "bare ASGI app", b._floor, lambda: None)
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {
         name: {c: [] for c in b.CONCURRENCIES} for name in CONFIGS
@@ -137,55 +204,97 @@ def main() -> int:
                 order = CONFIGS[round_no % len(CONFIGS) :] + CONFIGS[: round_no % len(CONFIGS)]
                 for name in order:
                     tag = f"router-r{round_no}-{name.replace('+', '-')}"
-                    if name == "direct":
-                        results = measure(back_a, tag, seconds)
-                    elif name in skipped:
+                    if name in skipped:
                         continue
-                    else:
-                        with b.started(specs[name], tag) as proxy:
-                            proxy.wait_ready()
-                            results = measure(proxy, tag, seconds)
+                    with contextlib.ExitStack() as stack:
+                        if name == "direct":
+                            target = back_a
+                        else:
+                            target = stack.enter_context(b.started(specs[name], tag))
+                            target.wait_ready()
+                        results = measure(target, name, tag, round_no=round_no, rounds=rounds,
+                                          seconds=seconds, backends=[back_a, back_b])  # fmt: skip
                     for c, result in results.items():
                         runs[name][c].append(result)
-                        b.log(
-                            f"  round {round_no}/{rounds} {name:14} c={c:<3} "
-                            f"{result['rps']:9,.0f} req/s  p50 {result['p50_us'] / 1000:6.3f} ms"
-                            f"  p99 {result['p99_us'] / 1000:6.3f} ms"
-                        )
     finally:
         b.Running.stop_all()
+    machine["loadavg_at_end"] = os.getloadavg()
     summary = {
-        name: {
-            c: {
-                "rps": statistics.median(r["rps"] for r in results),
-                "p50_ms": statistics.median(r["p50_us"] for r in results) / 1000,
-                "p99_ms": statistics.median(r["p99_us"] for r in results) / 1000,
-            }
-            for c, results in by_c.items()
-            if results
-        }
+        name: {c: summarize(results) for c, results in by_c.items() if results}
         for name, by_c in runs.items()
         if any(by_c.values())
     }
-    print(report(summary, rounds=rounds, seconds=seconds, skipped=skipped))
+    print(report(summary, runs, rounds=rounds, seconds=seconds, skipped=skipped, machine=machine))
     (b.OUT / "router-results.json").write_text(
-        json.dumps({"summary": summary, "runs": runs}, indent=1)
+        json.dumps({"summary": summary, "runs": runs, "machine": machine}, indent=1)
     )
     return 0
 
 
-def report(summary: dict[str, Any], *, rounds: int, seconds: int, skipped: dict[str, str]) -> str:
+def summarize(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    # Runs disturbed by other processes stay out of the median when there are clean ones.
+    results = [r for r in measured if not r["disturbed"]] or measured
+
+    def median(key: str) -> float:
+        return float(statistics.median(r[key] for r in results))
+
+    out = {
+        "disturbed_in_median": sum(1 for r in results if r["disturbed"]),
+        "rps": median("rps"),
+        "p50_ms": median("p50_us") / 1000,
+        "p99_ms": median("p99_us") / 1000,
+        "other_on_client_core": median("other_on_client_core"),
+        "other_on_server_core": median("other_on_server_core"),
+    }
+    if all("proxy_cpu_us_per_request" in r for r in results):
+        out["proxy_cpu_us_per_request"] = median("proxy_cpu_us_per_request")
+    return out
+
+
+def round_ratios(
+    runs: dict[str, dict[int, list[dict[str, Any]]]], c: int
+) -> list[tuple[float, bool]]:
+    """router ÷ nginx requests/s of each round (runs close in time share their noise), and
+    whether either run was disturbed."""
+    nginx = {r["round"]: r for r in runs.get("nginx", {}).get(c, [])}
+    return [
+        (r["rps"] / nginx[r["round"]]["rps"], r["disturbed"] or nginx[r["round"]]["disturbed"])
+        for r in runs.get("router", {}).get(c, [])
+        if r["round"] in nginx
+    ]
+
+
+def report(
+    summary: dict[str, Any],
+    runs: dict[str, dict[int, list[dict[str, Any]]]],
+    *,
+    rounds: int,
+    seconds: int,
+    skipped: dict[str, str],
+    machine: dict[str, Any],
+) -> str:
+    git = machine["git"]
+    wrk = machine["wrk"].split(" Copyright")[0]
+    load = ", ".join(
+        f"{when} {' '.join(f'{x:.2f}' for x in machine[key])}"
+        for when, key in (("start", "loadavg_at_start"), ("end", "loadavg_at_end"))
+    )
     lines = [
         f"Router: medians of {rounds} interleaved rounds of {seconds} s; backends on core "
         f"{b.SERVER_CPU}, proxy and wrk on core {b.CLIENT_CPU}.",
+        f"Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), Linux {machine['kernel']}, "
+        f"Python {machine['python']}, {wrk}; commit {(git['commit'] or '?')[:10]}"
+        f"{' + uncommitted serving/' if git['serving_dirty'] else ''}; load average {load}.",
         "",
-        "| path | c | req/s | p50 (ms) | p99 (ms) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| path | c | req/s | p50 (ms) | p99 (ms) | proxy CPU (µs/req) | others on proxy core |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, by_c in summary.items():
         for c, m in by_c.items():
+            cpu = m.get("proxy_cpu_us_per_request")
             lines.append(
-                f"| {name} | {c} | {m['rps']:,.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} |"
+                f"| {name} | {c} | {m['rps']:,.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | "
+                f"{f'{cpu:.1f}' if cpu else '-'} | {m['other_on_client_core']:.0%} |"
             )
     direct = summary.get("direct", {})
     lines.append("")
@@ -196,12 +305,39 @@ def report(summary: dict[str, Any], *, rounds: int, seconds: int, skipped: dict[
     if "nginx" in summary and "router" in summary:
         ratio = summary["router"][16]["rps"] / summary["nginx"][16]["rps"]
         lines.append(f"- router ÷ nginx requests/s at concurrency 16: {ratio:.2f}x")
+        per_round = round_ratios(runs, 16)
+        if per_round:
+            clean = [x for x, disturbed in per_round if not disturbed]
+            among_clean = (
+                f"; of rounds where neither was disturbed: {statistics.median(clean):.2f}x"
+                if clean
+                else ""
+            )
+            lines.append(
+                "- the same, round by round: "
+                + ", ".join(f"{x:.2f}{'*' if disturbed else ''}" for x, disturbed in per_round)
+                + f" (median {statistics.median(x for x, _ in per_round):.2f}x{among_clean}; "
+                f"* = other processes took over {b.env_int('BENCH_MAX_OTHER_PCT', 5)}% of a "
+                "bench core during either run)"
+            )
+        cpu = {n: summary[n][16].get("proxy_cpu_us_per_request") for n in ("router", "nginx")}
+        if cpu["router"] and cpu["nginx"]:
+            lines.append(
+                f"- CPU time per request at concurrency 16: router {cpu['router']:.1f} µs, "
+                f"nginx {cpu['nginx']:.1f} µs ({cpu['router'] / cpu['nginx']:.1f}x)"
+            )
     if "router" in summary and "router+shadow" in summary:
         for c in b.CONCURRENCIES:
             rise = summary["router+shadow"][c]["p99_ms"] / summary["router"][c]["p99_ms"] - 1
             lines.append(
                 f"- a 100% shadow changes the primary's p99 at concurrency {c} by {rise:+.0%}"
             )
+    disturbed = sum(m["disturbed_in_median"] for by_c in summary.values() for m in by_c.values())
+    if disturbed:
+        lines.append(
+            f"- WARNING: {disturbed} runs in the medians ran while other processes took a "
+            "bench core (no clean run after retries): compare within rounds"
+        )
     for name, reason in skipped.items():
         lines.append(f"- {name} skipped: {reason}")
     return "\n".join(lines)

@@ -5,7 +5,7 @@
 # venv under .bench/ so they never touch the project's dependencies. A peer that cannot be
 # installed is reported and skipped. Later runs reuse them (a stamp holds the pip spec).
 #
-# Knobs: BENCH_SUITES (serve,router), BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
+# Knobs: BENCH_SUITES (serve,router,drift), BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
 #        BENCH_SERVERS (comma-separated subset of serinus,serinus-unbatched,mlserver,kserve,floor),
 #        BENCH_MAX_OTHER_PCT (5), BENCH_RETRIES (2): see bench/bench.py,
 #        BENCH_MLSERVER_PIP / BENCH_KSERVE_PIP (pip requirements of each peer's venv).
@@ -87,8 +87,14 @@ ensure_nginx() {
 
 ensure_wrk
 command -v taskset >/dev/null || { say "taskset (util-linux) is missing"; exit 1; }
-wanted mlserver && ensure_venv mlserver "$MLSERVER_PIP"
-wanted kserve && ensure_venv kserve "$KSERVE_PIP"
+# BENCH_SUITES: serve (serinus serve vs peers), router (router vs direct vs nginx), drift
+# (serinus serve with vs without --profile); all by default.
+SUITES=${BENCH_SUITES:-serve,router,drift}
+# The peers' venvs are only for the serve suite: `BENCH_SUITES=router` needs neither.
+if [[ ",$SUITES," == *",serve,"* ]]; then
+  wanted mlserver && ensure_venv mlserver "$MLSERVER_PIP"
+  wanted kserve && ensure_venv kserve "$KSERVE_PIP"
+fi
 
 # bench.py stops every server it starts, on errors and on SIGINT/SIGTERM too. This trap is
 # the backstop: it forwards the signal, waits, then kills any server process group that
@@ -118,8 +124,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-# BENCH_SUITES: serve (serinus serve vs peers), router (router vs direct vs nginx); both by default.
-SUITES=${BENCH_SUITES:-serve,router}
 rc=0
 if [[ ",$SUITES," == *",serve,"* ]]; then
   "$PY" "$ROOT/bench/bench.py" &
@@ -130,6 +134,12 @@ fi
 if [[ $rc -eq 0 && ",$SUITES," == *",router,"* ]]; then
   ensure_nginx
   "$PY" "$ROOT/bench/router_bench.py" &
+  bench_pid=$!
+  wait "$bench_pid" || rc=$?
+  bench_pid=
+fi
+if [[ $rc -eq 0 && ",$SUITES," == *",drift,"* ]]; then
+  "$PY" "$ROOT/bench/drift_bench.py" &
   bench_pid=$!
   wait "$bench_pid" || rc=$?
   bench_pid=

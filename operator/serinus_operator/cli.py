@@ -142,6 +142,13 @@ def _add_router(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="listen port (default: 8000)")
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=0.0,
+        help="on SIGTERM, report unready but keep accepting this long, so that load "
+        "balancers stop sending first (default: 0)",
+    )
     _add_log_level(p)
     p.set_defaults(func=_router)
 
@@ -149,7 +156,13 @@ def _add_router(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _router(args: argparse.Namespace) -> int:
     from serinus_serving.router.server import run
 
-    run(args.routes, host=args.host, port=args.port, log_level=args.log_level)
+    run(
+        args.routes,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        drain_seconds=args.drain_seconds,
+    )
     return 0
 
 
