@@ -63,7 +63,7 @@ typecheck: $(STAMP) ## mypy --strict on the packages
 demo: $(STAMP) system-deps ## Play a rollout locally: canary promoted, shadow rolled back, blue-green
 	PYTHONPATH=demo $(BIN)/python -m serinus_demo
 
-bench: $(STAMP) ## Benchmark serinus serve vs MLServer, KServe, a bare floor; the router vs nginx
+bench: $(STAMP) ## Benchmark serinus serve vs MLServer, KServe, a bare floor; the router vs nginx; the cost of drift monitoring
 	bash bench/run.sh
 
 CHART := charts/serinus
