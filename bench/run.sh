@@ -137,6 +137,12 @@ if [[ $rc -eq 0 && ",$SUITES," == *",router,"* ]]; then
   bench_pid=$!
   wait "$bench_pid" || rc=$?
   bench_pid=
+  if [[ $rc -eq 0 ]]; then
+    "$PY" "$ROOT/bench/shadow_rate.py" &
+    bench_pid=$!
+    wait "$bench_pid" || rc=$?
+    bench_pid=
+  fi
 fi
 if [[ $rc -eq 0 && ",$SUITES," == *",drift,"* ]]; then
   "$PY" "$ROOT/bench/drift_bench.py" &
