@@ -86,7 +86,7 @@ def main() -> int:
                         lat = asyncio.run(
                             open_loop(
                                 r.base_url + b.infer_path(), body, rate=RATE, seconds=SECONDS
-                            )  # fmt: skip
+                            )
                         )
                     runs[name].append(
                         {
@@ -108,7 +108,7 @@ def report(runs: dict[str, list[dict[str, float]]]) -> str:
         return statistics.median(r[key] for r in runs[name])
 
     lines = [
-        f"### 100% shadow at a fixed rate ({RATE} requests/s, open loop, {ROUNDS} rounds × "
+        f"### 100% shadow at a fixed rate ({RATE} requests/s, open loop, {ROUNDS} rounds x "
         f"{SECONDS} s)",
         "",
         "| router | p50 (ms) | p99 (ms) | p99.9 (ms) |",
