@@ -84,9 +84,7 @@ def main() -> int:
                     with b.started(spec, f"shadow-r{round_no}-{name.replace('+', '-')}") as r:
                         r.wait_ready()
                         lat = asyncio.run(
-                            open_loop(
-                                r.base_url + b.infer_path(), body, rate=RATE, seconds=SECONDS
-                            )
+                            open_loop(r.base_url + b.infer_path(), body, rate=RATE, seconds=SECONDS)
                         )
                     runs[name].append(
                         {
