@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from serinus_operator.analysis.templates import BUILTIN
 from serinus_operator.api import ManualAction
 
 ACTIONS: Mapping[str, str] = {
@@ -128,26 +129,29 @@ def _act(args: argparse.Namespace) -> int:
 # --- rendering (pure) ------------------------------------------------------------------------
 
 
-def _bound(metric: Mapping[str, Any], spec_metrics: Sequence[Mapping[str, Any]]) -> str:
-    for m in spec_metrics:
-        if m.get("name") == metric.get("name"):
-            parts = []
-            if m.get("min") is not None:
-                parts.append(f">= {m['min']}")
-            if m.get("max") is not None:
-                parts.append(f"<= {m['max']}")
-            if parts:
-                return " and ".join(parts)
-    threshold = metric.get("threshold")
-    return "" if threshold is None else f"bound {threshold}"
+def bound_text(name: str, spec: Mapping[str, Any]) -> str:
+    """``>= 0.97``, ``<= 0.01`` or both: the spec's bounds, else the built-in check's."""
+    low = high = None
+    for m in (spec.get("analysis") or {}).get("metrics") or []:
+        if isinstance(m, Mapping) and m.get("name") == name:
+            low, high = m.get("min"), m.get("max")
+    if low is None and high is None and name in BUILTIN:
+        low, high = BUILTIN[name].min, BUILTIN[name].max
+    parts = []
+    if low is not None:
+        parts.append(f">= {low:g}" if isinstance(low, int | float) else f">= {low}")
+    if high is not None:
+        parts.append(f"<= {high:g}" if isinstance(high, int | float) else f"<= {high}")
+    return " and ".join(parts)
 
 
-def _value(value: Any) -> str:
+def value_text(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
 
 
 def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -181,7 +185,6 @@ def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = 
     )
     analysis = status.get("analysis") or {}
     if analysis:
-        spec_metrics = (spec.get("analysis") or {}).get("metrics") or []
         lines.append(
             f"Analysis:   {analysis.get('result') or 'running'}  measurements "
             f"{analysis.get('measurements', 0)}  failures {analysis.get('failures', 0)}  "
@@ -192,8 +195,8 @@ def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = 
             rows.append(
                 (
                     str(m.get("name")),
-                    _value(m.get("value")),
-                    _bound(m, spec_metrics),
+                    value_text(m.get("value")),
+                    bound_text(str(m.get("name")), spec),
                     str(m.get("result")),
                     str(m.get("at", "")),
                 )

@@ -18,7 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from serinus_operator.analysis.templates import BUILTIN
+from serinus_operator.kubectl import bound_text, value_text
 
 _PHASE_STYLE = {
     "Stable": "bold green",
@@ -40,30 +40,6 @@ class View(Protocol):
 
 
 # --- pure helpers ----------------------------------------------------------------------------
-
-
-def bound_text(name: str, spec: Mapping[str, Any]) -> str:
-    """``>= 0.97``, ``<= 0.01`` or both: the spec's bounds, else the built-in check's."""
-    low = high = None
-    for m in (spec.get("analysis") or {}).get("metrics") or []:
-        if isinstance(m, Mapping) and m.get("name") == name:
-            low, high = m.get("min"), m.get("max")
-    if low is None and high is None and name in BUILTIN:
-        low, high = BUILTIN[name].min, BUILTIN[name].max
-    parts = []
-    if low is not None:
-        parts.append(f">= {low:g}" if isinstance(low, int | float) else f">= {low}")
-    if high is not None:
-        parts.append(f"<= {high:g}" if isinstance(high, int | float) else f"<= {high}")
-    return " and ".join(parts)
-
-
-def value_text(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def analysis_line(obj: Mapping[str, Any]) -> str:
