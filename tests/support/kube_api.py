@@ -22,7 +22,6 @@ Still missing (the operator does not use them): labelSelector/fieldSelector filt
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime
 import itertools
 import threading
@@ -33,6 +32,8 @@ from typing import Any, TypeVar
 import httpx
 import kmock
 from kmock._internal import k8s as kmock_k8s  # the emulator's error types
+
+from support.rfc7386 import merge_patch
 
 T = TypeVar("T")
 
@@ -64,19 +65,6 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "kopf.dev/v1/clusterkopfpeerings": {"kind": "ClusterKopfPeering", "namespaced": False},
 }
 _VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 def _key(resource: Any) -> str:

@@ -39,6 +39,7 @@ from serinus_operator.rollout import (
     decide,
 )
 from serinus_operator.rollout.patch import merge_diff
+from support.rfc7386 import merge_patch
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_PATH = ROOT / "crds" / "modeldeployment.yaml"
@@ -176,22 +177,6 @@ def manifest(spec: Mapping[str, Any], name: str = "fraud") -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "ml"},
         "spec": copy.deepcopy(dict(spec)),
     }
-
-
-# --- status as the API server stores it ------------------------------------------------------
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as kopf sends status updates: null deletes a key."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 # --- invariants ------------------------------------------------------------------------------
