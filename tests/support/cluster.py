@@ -34,6 +34,34 @@ MD = ("serinus.dev/v1alpha1", "modeldeployments")
 T = TypeVar("T")
 
 
+#: Canary steps that hold at 50% until promoted: a rollout the tests can look at mid-way.
+HOLD_AT_HALF: dict[str, Any] = {
+    "type": "Canary",
+    "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+}
+
+
+def md(
+    version: str,
+    *,
+    strategy: dict[str, Any] | None = None,
+    name: str = "fraud",
+    **spec: Any,
+) -> dict[str, Any]:
+    """A ModelDeployment manifest serving ``version`` (two replicas unless ``spec`` says)."""
+    return {
+        "apiVersion": "serinus.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
+            "replicas": 2,
+            "strategy": strategy or HOLD_AT_HALF,
+            **spec,
+        },
+    }
+
+
 def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     last: T | None = None

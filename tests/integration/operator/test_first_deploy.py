@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from support.cluster import Cluster
+from support.cluster import Cluster, md
 
 pytestmark = pytest.mark.integration
-
-
-def md(version: str, *, strategy: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "serinus.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "fraud"},
-        "spec": {
-            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
-            "replicas": 2,
-            "strategy": strategy or {"type": "Canary", "canary": {"steps": [{"setWeight": 50}]}},
-            **spec,
-        },
-    }
 
 
 def test_first_revision_goes_straight_to_stable(cluster: Cluster) -> None:

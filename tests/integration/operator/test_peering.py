@@ -4,25 +4,12 @@ over when it dies (kopf's peering object lives in the faithful kmock API)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from support.cluster import NAMESPACE, Cluster, Operator
+from support.cluster import NAMESPACE, Cluster, Operator, md
 
 pytestmark = pytest.mark.integration
-
-
-def md(version: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "serinus.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "fraud"},
-        "spec": {
-            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
-            "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
-        },
-    }
 
 
 def test_standby_replica_takes_over(cluster: Cluster, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from support.cluster import Cluster
+from support.cluster import md as cluster_md
 
 pytestmark = pytest.mark.integration
 
@@ -52,21 +53,12 @@ def granted() -> set[tuple[str, str, str]]:
     return out
 
 
-def md(version: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "serinus.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "fraud"},
-        "spec": {
-            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
-            "strategy": {
-                "type": "Canary",
-                "scaleDownDelay": "1s",
-                "canary": {"steps": [{"setWeight": 50}]},
-            },
-            **spec,
-        },
-    }
+#: Promoted in one step, the old revision removed a second later: every kind of write.
+ONE_STEP = {"type": "Canary", "scaleDownDelay": "1s", "canary": {"steps": [{"setWeight": 50}]}}
+
+
+def md(version: str) -> dict[str, Any]:
+    return cluster_md(version, strategy=ONE_STEP, replicas=1)
 
 
 def test_rbac_is_exactly_what_the_operator_uses(cluster: Cluster) -> None:

@@ -17,32 +17,11 @@ from typing import Any
 
 import pytest
 
-from support.cluster import NAMESPACE, Cluster, wait_for
+from support.cluster import NAMESPACE, Cluster, md, wait_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def md(
-    version: str,
-    *,
-    strategy: dict[str, Any] | None = None,
-    name: str = "fraud",
-    **spec: Any,
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "serinus.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
-            "replicas": 2,
-            "strategy": strategy
-            or {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
-            **spec,
-        },
-    }
 
 
 def kubectl_serinus(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from serinus_operator.analysis.providers.webhook import call_one
 from serinus_operator.api import WebhookSpec, WebhookType
-from support.cluster import NAMESPACE, Cluster, wait_for
+from support.cluster import NAMESPACE, Cluster, md, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -93,25 +93,21 @@ def test_call_one_reports_each_way_a_hook_can_fail(hooks: Hooks) -> None:
 
 
 def manifest(version: str, url: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "serinus.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "fraud"},
-        "spec": {
-            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
-            "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 40}]}},
-            "webhooks": [
-                {
-                    "name": "load-test",
-                    "type": "PreRollout",
-                    "url": f"{url}/pre",
-                    "metadata": {"suite": "smoke"},
-                },
-                {"name": "window", "type": "ConfirmPromotion", "url": f"{url}/confirm"},
-                {"name": "chatops", "type": "PostRollout", "url": f"{url}/post"},
-            ],
-        },
-    }
+    return md(
+        version,
+        replicas=1,
+        strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 40}]}},
+        webhooks=[
+            {
+                "name": "load-test",
+                "type": "PreRollout",
+                "url": f"{url}/pre",
+                "metadata": {"suite": "smoke"},
+            },
+            {"name": "window", "type": "ConfirmPromotion", "url": f"{url}/confirm"},
+            {"name": "chatops", "type": "PostRollout", "url": f"{url}/post"},
+        ],
+    )
 
 
 def test_operator_gates_a_rollout_on_its_webhooks(cluster: Cluster, hooks: Hooks) -> None:
