@@ -34,18 +34,29 @@ class RunningPrometheus:
 
 @contextlib.contextmanager
 def prometheus(
-    targets: list[str], *, workdir: Path, labels: dict[str, str] | None = None
+    targets: list[str],
+    *,
+    workdir: Path,
+    labels: dict[str, str] | None = None,
+    honoring: list[str] | None = None,
 ) -> Iterator[RunningPrometheus]:
-    """Scrape ``targets`` (host:port) every second."""
+    """Scrape ``targets`` (host:port) every second, with ``labels`` added; ``honoring``
+    targets keep their own labels (``honor_labels``, as the operator is scraped)."""
     port = free_port()
+    jobs: list[dict[str, object]] = [
+        {"job_name": "test", "static_configs": [{"targets": targets, "labels": labels or {}}]}
+    ]
+    if honoring:
+        jobs.append(
+            {
+                "job_name": "honoring",
+                "honor_labels": True,
+                "static_configs": [{"targets": honoring}],
+            }
+        )
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": "test",
-                "static_configs": [{"targets": targets, "labels": labels or {}}],
-            }
-        ],
+        "scrape_configs": jobs,
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = workdir / "prometheus.log"

@@ -25,12 +25,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import yaml
 from prometheus_client import start_http_server
 
 from serinus_operator.telemetry import Telemetry
 from support import models
-from support.prometheus import binary
+from support.prometheus import prometheus
 from support.serve import SERINUS, ServeProcess, free_port, router, serve
 from unit.observability import kit
 
@@ -71,58 +70,6 @@ def operator_metrics() -> Telemetry:
     t.provider_up.labels("prometheus").set(1)
     t.reconcile_errors.labels(NAMESPACE, MODEL).inc(0)
     return t
-
-
-@contextlib.contextmanager
-def prometheus(models_targets: list[str], operator_target: str, work: Path) -> Iterator[str]:
-    """A Prometheus scraping every second: model processes labelled with their namespace,
-    the operator with honor_labels."""
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": "models",
-                "static_configs": [{"targets": models_targets, "labels": {"namespace": NAMESPACE}}],
-            },
-            {
-                "job_name": "operator",
-                "honor_labels": True,
-                "static_configs": [{"targets": [operator_target]}],
-            },
-        ],
-    }
-    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = work / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary(),
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={work / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def query(url: str, expr: str) -> list[object]:
@@ -205,7 +152,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         routes.write_text(json.dumps(table))
         entry = stack.enter_context(router(routes, log_dir=work))
         targets = [f"127.0.0.1:{s.port}" for s in (*revisions.values(), entry)]
-        url = stack.enter_context(prometheus(targets, f"127.0.0.1:{exporter_port}", work))
+        url = stack.enter_context(
+            prometheus(
+                targets,
+                workdir=work,
+                labels={"namespace": NAMESPACE},
+                honoring=[f"127.0.0.1:{exporter_port}"],
+            )
+        ).url
         traffic = Traffic(entry, revisions[STABLE])
         traffic.thread.start()
         stack.callback(traffic.thread.join)
@@ -214,8 +168,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         # Two scrapes of everything, drift and live accuracy included, make every rate defined.
         deadline = time.monotonic() + 90
         wanted = (
-            'count(up{job="models"} == 1) == 3',
-            'count(up{job="operator"} == 1) == 1',
+            'count(up{job="test"} == 1) == 3',
+            'count(up{job="honoring"} == 1) == 1',
             "count(serinus_drift_score) == 2",
             "count(serinus_live_accuracy) >= 1",
             "count(count_over_time(serinus_router_upstream_errors_total[1m]) > 1) >= 1",
