@@ -153,7 +153,6 @@ def value_text(value: object) -> str:
     return str(value)
 
 
-
 def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
     """What ``kubectl serinus status`` prints: phase, traffic, analysis values against
     their bounds, history, the last events."""
