@@ -288,6 +288,16 @@ def server_specs() -> dict[str, ServerSpec]:
 # --- processes ----------------------------------------------------------------------------
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of a process (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 class Running:
     """One started server, in its own process group so it can be stopped whole."""
 
@@ -315,12 +325,7 @@ class Running:
 
     def cpu_seconds(self) -> float:
         """CPU time of the server process (all its threads) so far."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        return process_cpu_seconds(self.proc.pid)
 
     @property
     def base_url(self) -> str:

@@ -9,7 +9,6 @@ and pool it started with, so a change never fails one in flight.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import random
@@ -19,11 +18,12 @@ from collections.abc import Awaitable, Callable
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serinus_serving.router.compare import Incomparable, compare
 from serinus_serving.router.http1 import JSON, Request, Response, error_response, http_date
 from serinus_serving.router.metrics import RouterMetrics
 from serinus_serving.router.selection import UnknownRevision, choose, sticky_point
-from serinus_serving.router.table import Backend, RoutingTable
+from serinus_serving.router.shadow_channel import ShadowChannel
+from serinus_serving.router.shadow_protocol import Target, encode_copy
+from serinus_serving.router.table import RoutingTable
 from serinus_serving.router.upstream import HOP_BY_HOP, UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -54,17 +54,25 @@ def _cookie(raw: bytes, name: str) -> str | None:
 
 
 class RouterApp:
-    def __init__(self, *, max_body_bytes: int = 32 << 20, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int = 32 << 20,
+        rng: random.Random | None = None,
+        shadows: ShadowChannel | None = None,
+    ) -> None:
         self.table: RoutingTable | None = None
         self.pools: dict[str, UpstreamPool] = {}
+        #: Where the current table's shadow copies go (None: the table has no shadow).
+        self.target: Target | None = None
+        self.generation = 0
+        self.shadows = shadows or ShadowChannel()
         self.max_body_bytes = max_body_bytes
         self.rng = rng or random.Random()  # noqa: S311 - traffic split, not security
         self.metrics = RouterMetrics(lambda: self.table.model if self.table else "")
         self.metrics.weights = lambda: self.table.weights if self.table else {}
+        self.metrics.shadow_worker = self.shadows.totals
         self.draining = False
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
-        # Set by startup(): asyncio.get_running_loop() makes a getpid() system call each time.
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
 
@@ -80,7 +88,20 @@ class RouterApp:
         for url, pool in self.pools.items():
             if url not in pools:
                 pool.close()
-        self.table, self.pools = table, pools
+        self.generation += 1
+        target = None
+        if table.shadow is not None:
+            backend = table.backends[table.shadow.revision]
+            target = Target(
+                generation=self.generation,
+                revision=backend.revision,
+                host=backend.host,
+                port=backend.port,
+                timeout_seconds=table.timeout_seconds,
+                max_concurrency=table.shadow.max_concurrency,
+                comparison=table.comparison,
+            )
+        self.table, self.pools, self.target = table, pools, target
         self.metrics.reloads["applied"] += 1
         log.info(
             "routing table applied: %s",
@@ -98,7 +119,7 @@ class RouterApp:
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        await self.shadows.start()
         for hook in self.on_startup:
             await hook()
 
@@ -107,7 +128,7 @@ class RouterApp:
         self.draining = True
         for hook in self.on_shutdown:
             await hook()
-        await self.wait_for_shadows(grace=grace)
+        await self.shadows.stop(grace=grace)
         for pool in self.pools.values():
             pool.close()
 
@@ -160,7 +181,7 @@ class RouterApp:
 
     async def _proxy(self, request: Request) -> Response:
         started = time.perf_counter()
-        table, pools = self.table, self.pools
+        table, pools, target = self.table, self.pools, self.target
         if table is None:
             return error_response(503, "the router has no routing table yet")
         try:
@@ -189,71 +210,38 @@ class RouterApp:
         shadow = table.shadow
         if (
             shadow is not None
+            and target is not None
             and shadow.revision != revision
             and response.status == 200
             and _is_inference(request.path)
             and (shadow.percent >= 100 or self.rng.random() * 100 < shadow.percent)
         ):
             after = functools.partial(
-                self._mirror, table, revision, request=request, primary=response.body
+                self._mirror, table, target, revision, request=request, primary=response.body
             )
         return Response(response.status, out, response.body, after)
 
     # ------------------------------------------------------------------ shadow
     def _mirror(
-        self, table: RoutingTable, primary_revision: str, *, request: Request, primary: bytes
+        self,
+        table: RoutingTable,
+        target: Target,
+        primary_revision: str,
+        *,
+        request: Request,
+        primary: bytes,
     ) -> None:
-        """Send a copy to the shadow once the primary's response is written, or drop it
-        when saturated: copies are bounded, never queued."""
+        """Once the primary's response is written, hand a copy to the shadow worker, or
+        drop and count it: copies are bounded, never queued behind the primary."""
         shadow = table.shadow
         assert shadow is not None
-        key = (primary_revision, shadow.revision)
-        if (
-            self.draining
-            or self.metrics.shadow_inflight >= shadow.max_concurrency
-            or len(request.body) > shadow.max_body_bytes
-        ):
-            self.metrics.shadow[(*key, "dropped")] += 1
-            return
-        backend: Backend = table.backends[shadow.revision]
-        pool = self.pools.get(backend.url)
-        if pool is None:
-            self.metrics.shadow[(*key, "dropped")] += 1
+        pool = self.pools.get(table.backends[shadow.revision].url)
+        if self.draining or pool is None or len(request.body) > shadow.max_body_bytes:
+            self.metrics.shadow[primary_revision, shadow.revision, "dropped"] += 1
             return
         encoded = pool.encode(
             request.method, request.target, request.headers, request.body, skip=NOT_FORWARDED
         )
-        self.metrics.shadow_inflight += 1
-        task = (self._loop or asyncio.get_running_loop()).create_task(
-            self._shadow_call(table, pool, encoded, primary, key)
-        )
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_tasks.discard)
-
-    async def _shadow_call(
-        self,
-        table: RoutingTable,
-        pool: UpstreamPool,
-        request: bytes,
-        primary: bytes,
-        key: tuple[str, str],
-    ) -> None:
-        try:
-            response = await pool.request(request, within=table.timeout_seconds)
-            if response.status != 200:
-                self.metrics.shadow[(*key, "error")] += 1
-                return
-            verdict = compare(primary, response.body, table.comparison)
-        except (UpstreamError, Incomparable) as exc:
-            log.debug("shadow %s failed: %s", key[1], exc)
-            self.metrics.shadow[(*key, "error")] += 1
-            return
-        finally:
-            self.metrics.shadow_inflight -= 1
-        self.metrics.shadow[(*key, "agree" if verdict.agree else "disagree")] += 1
-        if verdict.difference is not None:
-            self.metrics.difference[key].observe(verdict.difference)
-
-    async def wait_for_shadows(self, grace: float) -> None:
-        if self._shadow_tasks:
-            await asyncio.wait(list(self._shadow_tasks), timeout=grace)
+        copy = encode_copy(target.generation, primary_revision.encode(), encoded, primary)
+        if not self.shadows.offer(target, copy, primary=primary_revision):
+            self.metrics.shadow[primary_revision, shadow.revision, "dropped"] += 1

@@ -16,10 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from serinus_serving.metrics import LATENCY_BUCKETS, FastHistogram
-
-#: Largest absolute difference between a shadow's and the primary's float outputs.
-DIFFERENCE_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
-SHADOW_RESULTS = ("agree", "disagree", "error", "dropped")
+from serinus_serving.router.shadow_protocol import ShadowTotals
 
 
 class RouterMetrics(Collector):
@@ -30,13 +27,12 @@ class RouterMetrics(Collector):
             lambda: FastHistogram(LATENCY_BUCKETS)
         )
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+        #: Copies the router itself dropped (draining, too large, worker busy or down).
         self.shadow: defaultdict[tuple[str, str, str], int] = defaultdict(int)
-        self.difference: defaultdict[tuple[str, str], FastHistogram] = defaultdict(
-            lambda: FastHistogram(DIFFERENCE_BUCKETS)
-        )
+        #: What the shadow worker reports: its results, differences and copies in flight.
+        self.shadow_worker: Callable[[], ShadowTotals] = ShadowTotals
         self.reloads: defaultdict[str, int] = defaultdict(int)
         self.weights: Callable[[], dict[str, int]] = dict
-        self.shadow_inflight = 0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -79,7 +75,11 @@ class RouterMetrics(Collector):
             "(the shadow failed or answered something incomparable), dropped (saturated).",
             labels=["model", "primary", "result", "shadow"],
         )
-        for (primary, candidate, result), value in sorted(self.shadow.items()):
+        totals = self.shadow_worker()
+        counts = defaultdict(int, totals.counts)
+        for key, value in self.shadow.items():
+            counts[key] += value
+        for (primary, candidate, result), value in sorted(counts.items()):
             shadow.add_metric([model, primary, result, candidate], value)
         yield shadow
 
@@ -88,14 +88,14 @@ class RouterMetrics(Collector):
             "Largest absolute difference between shadow and primary float outputs.",
             labels=["model", "primary", "shadow"],
         )
-        for (primary, candidate), hist in sorted(self.difference.items()):
+        for (primary, candidate), hist in sorted(totals.difference.items()):
             difference.add_metric([model, primary, candidate], hist.buckets(), hist.total)
         yield difference
 
         inflight = GaugeMetricFamily(
             "serinus_shadow_inflight", "Shadow copies in flight.", labels=["model"]
         )
-        inflight.add_metric([model], self.shadow_inflight)
+        inflight.add_metric([model], totals.inflight)
         yield inflight
 
         weights = GaugeMetricFamily(

@@ -24,13 +24,14 @@ from serinus_serving.router.kube_source import (
     KubeConfigError,
     parse_target,
 )
+from serinus_serving.router.shadow_channel import ShadowChannel
 from serinus_serving.router.sources import FileSource
 
 log = logging.getLogger(__name__)
 
 
-def build(routes: str) -> RouterApp:
-    app = RouterApp()
+def build(routes: str, *, log_level: str = "warning") -> RouterApp:
+    app = RouterApp(shadows=ShadowChannel(log_level=log_level))
     source: FileSource | ConfigMapSource
     if routes.startswith("configmap:"):
         try:
@@ -104,7 +105,7 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    app = build(routes)
+    app = build(routes, log_level=log_level)
     uvloop.run(
         serve(
             app,

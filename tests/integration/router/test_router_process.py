@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -249,11 +250,18 @@ def test_a_dead_or_hung_shadow_never_fails_the_primary(
                     response = client.post("/v2/models/m/infer", json=infer_body(0.9))
                     assert response.status_code == 200
                     assert response.headers["x-serinus-revision"] == "old"
-                text = client.get("/metrics").text
-            errors = metric(text, "serinus_shadow_requests_total", result="error")
-            dropped = metric(text, "serinus_shadow_requests_total", result="dropped")
-            if shadow_url == dead:
-                assert errors == 30
+                # The shadow worker reports its totals a moment later.
+                deadline = time.monotonic() + 10
+                while True:
+                    text = client.get("/metrics").text
+                    errors = metric(text, "serinus_shadow_requests_total", result="error")
+                    dropped = metric(text, "serinus_shadow_requests_total", result="dropped")
+                    if errors + dropped >= 30 or (shadow_url == hung and dropped >= 30 - 4):
+                        break
+                    assert time.monotonic() < deadline, text
+                    time.sleep(0.05)
+            if shadow_url == dead:  # refused at once: errors (dropped only if they bunched up)
+                assert errors + dropped == 30 and errors >= 4
             else:  # hung: 4 copies wait, the rest are dropped rather than queued
                 assert dropped >= 30 - 4
 
@@ -268,3 +276,96 @@ def test_dead_primary_is_a_503_with_a_json_error(tmp_path: Path) -> None:
         assert "revision x failed" in response.json()["error"]
         text = httpx.get(f"{r.url}/metrics").text
         assert metric(text, "serinus_router_upstream_errors_total", kind="connect") == 1
+
+
+def _shadow_worker_of(router_pid: int, *, timeout: float = 15.0) -> int:
+    """The pid of the router's shadow worker, once one is running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for task in Path(f"/proc/{router_pid}/task").glob("*/children"):
+            for pid in task.read_text().split():
+                with contextlib.suppress(OSError):
+                    if b"shadow_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        return int(pid)
+        assert time.monotonic() < deadline, "the router has no shadow worker"
+        time.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def shadow_totals(client: httpx.Client) -> dict[str, float]:
+    text = client.get("/metrics").text
+    return {
+        result: metric(text, "serinus_shadow_requests_total", result=result)
+        for result in ("agree", "disagree", "error", "dropped")
+    }
+
+
+def test_the_shadow_worker_idles_and_never_outlives_the_router(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    """Copies are sent and compared by a child process that the kernel runs only when the
+    router's CPU is otherwise idle; a router killed outright leaves no worker behind."""
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, shadow={"revision": "new", "percent": 100})
+    with router(routes, log_dir=tmp_path) as r:
+        worker = _shadow_worker_of(r.process.pid)
+        assert os.sched_getscheduler(worker) == os.SCHED_IDLE
+        r.process.kill()
+        r.process.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(worker):
+            assert time.monotonic() < deadline, "the shadow worker outlived its router"
+            time.sleep(0.05)
+
+
+def test_a_killed_shadow_worker_costs_no_primary_and_every_copy_is_counted(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, shadow={"revision": "new", "percent": 100})
+    sent = 0
+    seen: list[float] = []
+
+    def send(client: httpx.Client, n: int) -> None:
+        nonlocal sent
+        for i in range(n):
+            response = client.post("/v2/models/m/infer", json=infer_body((i + 0.5) / n))
+            assert response.status_code == 200 and response.headers["x-serinus-revision"] == "old"
+            sent += 1
+
+    def settle(client: httpx.Client) -> dict[str, float]:
+        deadline = time.monotonic() + 10
+        while True:
+            totals = shadow_totals(client)
+            seen.append(sum(totals.values()))
+            if seen[-1] >= sent:
+                return totals
+            assert time.monotonic() < deadline, (sent, totals)
+            time.sleep(0.05)
+
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        first = _shadow_worker_of(r.process.pid)
+        send(client, 100)
+        before = settle(client)
+        assert before["agree"] + before["disagree"] == 100
+        os.kill(first, signal.SIGKILL)
+        send(client, 50)  # while it is down or restarting: dropped and counted
+        deadline = time.monotonic() + 15
+        while True:  # until copies are compared again, by a new worker
+            send(client, 10)
+            totals = settle(client)
+            if totals["agree"] + totals["disagree"] > 100:
+                break
+            assert time.monotonic() < deadline, totals
+        assert _shadow_worker_of(r.process.pid) != first
+        totals = settle(client)
+    assert sum(totals.values()) == sent  # each copy counted exactly once
+    assert seen == sorted(seen)  # the counters never went back
+    assert "shadow worker stopped" in r.logs()
