@@ -23,13 +23,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install serinus with its dev dependencies
 
-system-deps: ## Install the Debian packages the tests use (prometheus, promtool) when missing
+system-deps: ## Install the Debian packages the tests use (prometheus, promtool, gcc) when missing
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing the Debian package prometheus (prometheus + promtool)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
 	else \
 		echo "missing prometheus/promtool: run 'sudo apt-get install prometheus'" >&2; exit 1; \
+	fi
+	@if command -v cc >/dev/null || command -v gcc >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing gcc (the bench's load generator, bench/openloop.c, is tested)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev; \
+	else \
+		echo "missing a C compiler: run 'sudo apt-get install gcc'" >&2; exit 1; \
 	fi
 
 test: $(STAMP) system-deps ## Lint, type-check and run unit + integration tests (what CI runs)

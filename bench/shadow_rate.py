@@ -17,8 +17,12 @@ Two kinds of backends (``BENCH_SHADOW_BACKENDS``):
 
 - ``static``: nginx answering the model's recorded response. The backends cost next to
   nothing, as when the shadow revision runs on its own nodes; what remains is the router;
-- ``model``: the bare ASGI app with the real ONNX model, both on one core: the shadow
-  revision's own CPU competes with the primary's, as it would on an overcommitted node.
+- ``model``: the bare ASGI app with the real ONNX model; the shadow's backend runs under
+  ``SCHED_IDLE``, standing in for a shadow revision with CPU of its own (there is no third
+  core here);
+- ``shared``: the same at equal priority: the shadow revision's inference competes with the
+  primary's on one core, as on an overcommitted node. What this adds over ``model`` is
+  the backends' contention, not the router's.
 
 Reported per kind and arm: p50/p99/p99.9 over all rounds pooled, the p99 rise against
 ``router`` (pooled and per round), and CPU time per request of the router and of its
@@ -31,9 +35,11 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +55,7 @@ SECONDS = b.env_int("BENCH_SHADOW_SECONDS", 3)
 ROUNDS = b.env_int("BENCH_SHADOW_ROUNDS", 12)
 WARMUP_SECONDS = 0.5  # of each segment, not measured: a router idle for a while is cold
 CONNECTIONS = 32
-KINDS = [k for k in os.environ.get("BENCH_SHADOW_BACKENDS", "static,model").split(",") if k]
+KINDS = [k for k in os.environ.get("BENCH_SHADOW_BACKENDS", "static,model,shared").split(",") if k]
 ARMS = ("router", "router+shadow", "router again")
 OPENLOOP_SOURCE = b.BENCH / "openloop.c"
 OPENLOOP = b.OUT / "bin" / "openloop"
@@ -102,6 +108,17 @@ def static_spec(name: str, answer: bytes) -> b.ServerSpec:
         )
 
     return b.ServerSpec(name, "nginx, a recorded answer", build, unavailable)
+
+
+def _at_idle(build: Callable[[int, Path], b.Launch]) -> Callable[[int, Path], b.Launch]:
+    """The same server under SCHED_IDLE: on two cores, the stand-in for a shadow revision
+    with CPU of its own, which never delays the primary's backend."""
+
+    def idle(port: int, workdir: Path) -> b.Launch:
+        launch = build(port, workdir)
+        return b.Launch(["chrt", "--idle", "0", *launch.argv], launch.env, launch.cwd)
+
+    return idle
 
 
 def open_loop(port: int, body_file: Path, out: Path) -> list[int]:
@@ -168,11 +185,12 @@ def run_kind(kind: str, answer: bytes, body_file: Path) -> dict[str, list[dict[s
     machine does meanwhile falls on every arm alike."""
     if kind == "static":
         spec_a, spec_b = static_spec("static-a", answer), static_spec("static-b", answer)
-    elif kind == "model":
+    elif kind in ("model", "shared"):
         spec_a = b.ServerSpec("floor", "bare ASGI app", b._floor, lambda: None)
-        spec_b = b.ServerSpec("floor-b", "bare ASGI app (shadow)", b._floor, lambda: None)
+        shadow_build = _at_idle(b._floor) if kind == "model" else b._floor
+        spec_b = b.ServerSpec("floor-b", "bare ASGI app (shadow)", shadow_build, lambda: None)
     else:
-        raise b.BenchError(f"BENCH_SHADOW_BACKENDS: unknown kind {kind!r} (static, model)")
+        raise b.BenchError(f"BENCH_SHADOW_BACKENDS: unknown kind {kind!r} (static, model, shared)")
     reason = spec_a.unavailable()
     if reason:
         raise b.BenchError(reason)
@@ -311,8 +329,12 @@ def report(summary: dict[str, Any]) -> str:
                 f"{s['router_cpu_us_per_request']:.0f} | {worker} |"
             )
         for arm in ARMS[1:]:
-            per_round = ", ".join(f"{x:+.0%}" for x in arms[arm]["p99_rise_per_round"])
-            lines.append(f"\n- {arm}: p99 per round against `router`: {per_round}")
+            rises = arms[arm]["p99_rise_per_round"]
+            per_round = ", ".join(f"{x:+.0%}" for x in rises)
+            lines.append(
+                f"\n- {arm}: p99 against `router`, median of the rounds "
+                f"{statistics.median(rises):+.0%}; per round {per_round}"
+            )
     return "\n".join(lines)
 
 

@@ -98,7 +98,9 @@ observations = st.lists(
 )
 
 
-def totals_of(count: dict[tuple[str, str, str], int], seen: list[tuple[str, float]]) -> ShadowTotals:
+def totals_of(
+    count: dict[tuple[str, str, str], int], seen: list[tuple[str, float]]
+) -> ShadowTotals:
     totals = ShadowTotals()
     totals.counts.update(count)
     for primary, value in seen:
