@@ -72,6 +72,7 @@ class RouterApp:
         self.metrics = RouterMetrics(lambda: self.table.model if self.table else "")
         self.metrics.weights = lambda: self.table.weights if self.table else {}
         self.metrics.shadow_worker = self.shadows.totals
+        self.metrics.shadow_worker_state = lambda: (self.shadows.ready, self.shadows.restarts)
         self.draining = False
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []

@@ -31,6 +31,8 @@ class RouterMetrics(Collector):
         self.shadow: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         #: What the shadow worker reports: its results, differences and copies in flight.
         self.shadow_worker: Callable[[], ShadowTotals] = ShadowTotals
+        #: Whether the worker is ready now, and how often it has been started again.
+        self.shadow_worker_state: Callable[[], tuple[bool, int]] = lambda: (False, 0)
         self.reloads: defaultdict[str, int] = defaultdict(int)
         self.weights: Callable[[], dict[str, int]] = dict
         self.registry = CollectorRegistry(auto_describe=False)
@@ -97,6 +99,22 @@ class RouterMetrics(Collector):
         )
         inflight.add_metric([model], totals.inflight)
         yield inflight
+
+        ready, restarts = self.shadow_worker_state()
+        up = GaugeMetricFamily(
+            "serinus_shadow_worker_up",
+            "1 while the shadow worker takes copies; 0 while it starts or after it died.",
+            labels=["model"],
+        )
+        up.add_metric([model], 1 if ready else 0)
+        yield up
+        restarted = CounterMetricFamily(
+            "serinus_shadow_worker_restarts",
+            "Times the shadow worker was started again after it stopped.",
+            labels=["model"],
+        )
+        restarted.add_metric([model], restarts)
+        yield restarted
 
         weights = GaugeMetricFamily(
             "serinus_router_weight",

@@ -67,6 +67,7 @@ async def serve(
             log.warning("%s again: stopping now", sig.name)
             forced = True
             server.abort()
+            app.shadows.kill()
             stop.set()
             return
         app.draining = True

@@ -2,9 +2,9 @@
 
 The channel starts the worker, hands it copies with a single socket write each, keeps the
 totals it reports and restarts it, with back-off, if it dies. A copy is refused (the
-router counts it as dropped) while no worker is ready or when copies already waiting in the
-socket and the transport's buffer exceed ``max_pending_bytes``: memory stays bounded and the
-primary never waits for the shadow.
+router counts it as dropped) while no worker is ready, or when the copies waiting in the
+router (those the socket could not take: the worker is behind) exceed ``max_pending_bytes``:
+memory stays bounded and the primary never waits for the shadow.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import logging
 import socket
 import sys
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import cast
 
 from serinus_serving.router.shadow_protocol import (
     HELLO,
+    KEPT_TARGETS,
     QUIT,
     SNAPSHOT,
     FrameError,
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_SECONDS = 30.0
 READY_TIMEOUT = 15.0
+#: How long the router's startup waits for its first worker; copies are dropped (and
+#: counted) until it is ready, but primary traffic does not wait for it.
+FIRST_WAIT = 3.0
 
 
 class _Link(asyncio.Protocol):
@@ -74,7 +78,7 @@ class _Link(asyncio.Protocol):
 
 
 class ShadowChannel:
-    def __init__(self, *, max_pending_bytes: int = 16 << 20, log_level: str = "warning") -> None:
+    def __init__(self, *, max_pending_bytes: int = 4 << 20, log_level: str = "warning") -> None:
         self.max_pending_bytes = max_pending_bytes
         self.log_level = log_level
         self.link: _Link | None = None
@@ -85,9 +89,8 @@ class ShadowChannel:
         self.restarts = 0
         #: Totals of workers that have exited, so the router's counters never go back.
         self.retired = ShadowTotals()
-        self._sent: set[int] = set()
+        self._sent: OrderedDict[int, None] = OrderedDict()
         self._failures = 0
-        self._started_at = 0.0
         self._supervisor: asyncio.Task[None] | None = None
         self._first_ready = asyncio.Event()
 
@@ -102,7 +105,11 @@ class ShadowChannel:
             return False
         if target.generation not in self._sent:
             transport.write(target.encode())
-            self._sent.add(target.generation)
+            # The worker keeps the same last KEPT_TARGETS (same order, same eviction), so a
+            # target it has forgotten is sent again.
+            self._sent[target.generation] = None
+            while len(self._sent) > KEPT_TARGETS:
+                self._sent.popitem(last=False)
         transport.write(copy)
         link.offered[primary, target.revision] += 1
         return True
@@ -118,21 +125,22 @@ class ShadowChannel:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Start the worker and wait until it is ready (a failure is logged, and retried)."""
+        """Start the worker and wait a moment for it (a failure is logged, and retried)."""
         self._first_ready = asyncio.Event()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_ready.wait(), READY_TIMEOUT)
+            await asyncio.wait_for(self._first_ready.wait(), FIRST_WAIT)
 
     async def _supervise(self) -> None:
         while not self.stopping:
+            lived = 0.0
             try:
-                await self._run_once()
-            except (OSError, ConnectionError) as exc:
-                log.error("shadow worker failed to start: %s", exc)
+                lived = await self._run_once()
+            except Exception:  # anything: the router must keep restarting its worker
+                log.exception("shadow worker failed")
             if self.stopping:
                 return
-            if time.monotonic() - self._started_at > STABLE_SECONDS:
+            if lived > STABLE_SECONDS:
                 self._failures = 0
             delay = RESTART_DELAYS[min(self._failures, len(RESTART_DELAYS) - 1)]
             self._failures += 1
@@ -140,7 +148,8 @@ class ShadowChannel:
             log.warning("shadow worker stopped; copies are dropped until it is back in %gs", delay)
             await asyncio.sleep(delay)
 
-    async def _run_once(self) -> None:
+    async def _run_once(self) -> float:
+        """Run one worker until it exits; how long it was ready (0 if never)."""
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
         try:
@@ -149,12 +158,15 @@ class ShadowChannel:
                 "--fd", str(theirs.fileno()), "--log-level", self.log_level,
                 pass_fds=(theirs.fileno(),),
             )  # fmt: skip
+            _, link = await loop.connect_accepted_socket(lambda: _Link(self), ours)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self.pid = self.process.pid
-        self._started_at = time.monotonic()
-        _, link = await loop.connect_accepted_socket(lambda: _Link(self), ours)
         self.link = link
+        ready_at = None
         try:
             await asyncio.wait_for(asyncio.shield(link.hello), READY_TIMEOUT)
         except TimeoutError:
@@ -165,10 +177,12 @@ class ShadowChannel:
         else:
             self._sent.clear()
             self.ready = True
+            ready_at = time.monotonic()
             self._first_ready.set()
             log.info("shadow worker %d ready", self.pid)
         await link.closed
         await self._reap()
+        return 0.0 if ready_at is None else time.monotonic() - ready_at
 
     def lost(self, link: _Link) -> None:
         """A worker's socket closed: fold in its last totals, counting the copies it took
@@ -195,6 +209,13 @@ class ShadowChannel:
             await process.wait()
         if process.returncode not in (0, None) and not self.stopping:
             log.warning("shadow worker %d exited with %s", process.pid, process.returncode)
+
+    def kill(self) -> None:
+        """Stop the worker now (a second signal): what it had in flight counts dropped."""
+        self.stopping = True
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
 
     async def stop(self, *, grace: float) -> None:
         """Let the worker finish the copies in flight within ``grace``, keep its last totals."""

@@ -12,6 +12,7 @@ A frame is a 4-byte big-endian length, one kind byte and a payload:
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ TARGET, COPY, QUIT, HELLO, SNAPSHOT = b"T", b"C", b"Q", b"H", b"S"
 #: Largest absolute difference between a shadow's and the primary's float outputs.
 DIFFERENCE_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 SHADOW_RESULTS = ("agree", "disagree", "error", "dropped")
+#: Targets both sides remember, oldest first out: a copy may name the table before the
+#: newest one (a request that began before a table change); the router sends a target
+#: again once the worker has forgotten it.
+KEPT_TARGETS = 16
 
 
 class FrameError(ValueError):
@@ -189,7 +194,8 @@ class ShadowTotals:
                 if len(counts) != len(hist.counts):
                     raise ValueError("histogram buckets differ")
                 hist.counts = [int(c) for c in counts]
-                hist.total = float(total)
+                # JSON has no infinity: orjson writes an infinite sum (a NaN output) as null.
+                hist.total = math.inf if total is None else float(total)
             totals.inflight = int(raw["inflight"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"bad snapshot frame: {exc}") from None

@@ -8,8 +8,10 @@ Here the router only writes each copy to a socket; this process does the rest un
 ``SCHED_IDLE``, so the kernel runs it only when the router has nothing to do and takes the
 CPU back the moment a primary request arrives.
 
-Bounded like the router: copies beyond a target's ``maxConcurrency`` in flight are dropped
-and counted, never queued. Totals go back to the router as snapshots (``shadow_protocol``).
+Bounded: at most a target's ``maxConcurrency`` copies are in flight; up to ``BACKLOG`` more
+wait here, after which the worker stops reading and copies wait in the socket and in the
+router's bounded buffer, past which the router drops and counts them. Totals go back to
+the router as snapshots (``shadow_protocol``).
 When the router goes away (its end of the socket closes) the worker exits at once.
 
 Run by the router as ``python -m serinus_serving.router.shadow_worker --fd N``.
@@ -23,7 +25,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import cast
 
 import uvloop
@@ -32,6 +34,7 @@ from serinus_serving.router.compare import Incomparable, compare
 from serinus_serving.router.shadow_protocol import (
     COPY,
     HELLO,
+    KEPT_TARGETS,
     QUIT,
     TARGET,
     Copy,
@@ -48,10 +51,9 @@ log = logging.getLogger("serinus_serving.router.shadow_worker")
 
 #: How often changed totals are sent to the router.
 SNAPSHOT_SECONDS = 0.1
-#: Targets remembered: a copy may name the table before the newest one (a request that
-#: began before a table change), never one much older.
-KEPT_TARGETS = 16
 MAX_FRAME = 256 << 20
+#: Copies read and waiting for a free slot before the worker stops reading its socket.
+BACKLOG = 256
 
 
 def lower_priority() -> str:
@@ -75,6 +77,9 @@ class ShadowWorker(asyncio.Protocol):
         self.pools: dict[tuple[str, int], UpstreamPool] = {}
         self.totals = ShadowTotals()
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Copies read but not started (their target is at its concurrency).
+        self.backlog: deque[tuple[Target, Copy]] = deque()
+        self.paused = False
         self.changed = False
         self.quitting = False
         self.finished = False
@@ -120,6 +125,7 @@ class ShadowWorker(asyncio.Protocol):
 
     # ------------------------------------------------------------------ copies
     def remember(self, target: Target) -> None:
+        self.targets.pop(target.generation, None)  # as the router does: newest last
         self.targets[target.generation] = target
         while len(self.targets) > KEPT_TARGETS:
             self.targets.popitem(last=False)
@@ -137,17 +143,37 @@ class ShadowWorker(asyncio.Protocol):
             log.error("shadow worker: a copy for unknown table %d; dropped", copy.generation)
             self.totals.counts[copy.primary_revision, "", "dropped"] += 1
             return
-        key = (copy.primary_revision, target.revision)
-        if self.quitting or self.totals.inflight >= target.max_concurrency:
-            self.totals.counts[(*key, "dropped")] += 1
+        if self.quitting:
+            self.totals.counts[copy.primary_revision, target.revision, "dropped"] += 1
             return
-        self.totals.inflight += 1
-        task = self.loop.create_task(self.judge(target, copy, key))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.backlog.append((target, copy))
+        self.start_what_fits()
+        if len(self.backlog) >= BACKLOG and not self.paused and self.transport is not None:
+            # Full: leave further copies in the socket and the router's bounded buffer,
+            # which drops (and counts) them once that fills up.
+            self.paused = True
+            self.transport.pause_reading()
 
-    async def judge(self, target: Target, copy: Copy, key: tuple[str, str]) -> None:
-        pool = self.pools[target.host, target.port]
+    def start_what_fits(self) -> None:
+        """Start waiting copies, oldest first, while their target's concurrency allows."""
+        if self.finished:
+            return
+        backlog = self.backlog
+        while backlog and self.totals.inflight < backlog[0][0].max_concurrency:
+            target, copy = backlog.popleft()
+            key = (copy.primary_revision, target.revision)
+            self.totals.inflight += 1
+            pool = self.pools[target.host, target.port]
+            task = self.loop.create_task(self.judge(target, pool, copy, key))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        if self.paused and len(backlog) < BACKLOG // 2 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    async def judge(
+        self, target: Target, pool: UpstreamPool, copy: Copy, key: tuple[str, str]
+    ) -> None:
         result = "error"
         try:
             response = await pool.request(copy.request, within=target.timeout_seconds)
@@ -165,6 +191,8 @@ class ShadowWorker(asyncio.Protocol):
             self.totals.inflight -= 1
             self.totals.counts[(*key, result)] += 1
             self.changed = True
+            if not self.quitting:
+                self.start_what_fits()
 
     # ------------------------------------------------------------------ the end
     async def quit(self, grace: float) -> None:
@@ -179,6 +207,9 @@ class ShadowWorker(asyncio.Protocol):
         if self.finished:
             return
         self.finished = True
+        while self.backlog:  # never started: the router is going away
+            target, copy = self.backlog.popleft()
+            self.totals.counts[copy.primary_revision, target.revision, "dropped"] += 1
         for task in self.tasks:
             task.cancel()
         if self._ticker is not None:

@@ -53,6 +53,14 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def wait_for_shadow_worker(client: httpx.Client, *, timeout: float = 30.0) -> None:
+    """The router serves at once; copies are compared once its shadow worker is up."""
+    deadline = time.monotonic() + timeout
+    while metric(client.get("/metrics").text, "serinus_shadow_worker_up") != 1:
+        assert time.monotonic() < deadline, "the shadow worker never came up"
+        time.sleep(0.05)
+
+
 def test_split_follows_the_weights(revisions: dict[str, ServeProcess], tmp_path: Path) -> None:
     routes = tmp_path / "routes.json"
     write_table(routes, revisions, weights={"old": 70, "new": 30})
@@ -178,6 +186,7 @@ def test_shadow_disagreement_is_measured_at_its_true_fraction(
                 shadow={"revision": "new", "percent": 100})  # fmt: skip
     n = 1000
     with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        wait_for_shadow_worker(client)
         for i in range(n):
             response = client.post("/v2/models/m/infer", json=infer_body((i + 0.5) / n))
             assert response.headers["x-serinus-revision"] == "old"
@@ -246,6 +255,7 @@ def test_a_dead_or_hung_shadow_never_fails_the_primary(
             }
             routes.write_text(json.dumps(table))
             with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+                wait_for_shadow_worker(client)
                 for _ in range(30):
                     response = client.post("/v2/models/m/infer", json=infer_body(0.9))
                     assert response.status_code == 200
@@ -256,14 +266,15 @@ def test_a_dead_or_hung_shadow_never_fails_the_primary(
                     text = client.get("/metrics").text
                     errors = metric(text, "serinus_shadow_requests_total", result="error")
                     dropped = metric(text, "serinus_shadow_requests_total", result="dropped")
-                    if errors + dropped >= 30 or (shadow_url == hung and dropped >= 30 - 4):
+                    inflight = metric(text, "serinus_shadow_inflight")
+                    if errors + dropped >= 30 or (shadow_url == hung and inflight == 4):
                         break
                     assert time.monotonic() < deadline, text
                     time.sleep(0.05)
-            if shadow_url == dead:  # refused at once: errors (dropped only if they bunched up)
+            if shadow_url == dead:  # refused at once: errors
                 assert errors + dropped == 30 and errors >= 4
-            else:  # hung: 4 copies wait, the rest are dropped rather than queued
-                assert dropped >= 30 - 4
+            else:  # hung: 4 copies wait for it, the rest queue (bounded) behind them
+                assert inflight == 4 and errors + dropped == 0
 
 
 def test_dead_primary_is_a_503_with_a_json_error(tmp_path: Path) -> None:
@@ -351,6 +362,7 @@ def test_a_killed_shadow_worker_costs_no_primary_and_every_copy_is_counted(
             time.sleep(0.05)
 
     with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        wait_for_shadow_worker(client)
         first = _shadow_worker_of(r.process.pid)
         send(client, 100)
         before = settle(client)
@@ -366,6 +378,8 @@ def test_a_killed_shadow_worker_costs_no_primary_and_every_copy_is_counted(
             assert time.monotonic() < deadline, totals
         assert _shadow_worker_of(r.process.pid) != first
         totals = settle(client)
+        text = client.get("/metrics").text
+        assert metric(text, "serinus_shadow_worker_restarts_total") >= 1
     assert sum(totals.values()) == sent  # each copy counted exactly once
     assert seen == sorted(seen)  # the counters never went back
     assert "shadow worker stopped" in r.logs()

@@ -136,9 +136,9 @@ def test_adding_totals_adds_every_count_and_bucket(
     both = totals_of({}, o1 + o2)
     for key in set(c1) | set(c2):
         assert merged.counts[key] == c1.get(key, 0) + c2.get(key, 0)
-    for key, hist in both.difference.items():
-        assert merged.difference[key].counts == hist.counts
-        assert merged.difference[key].total == pytest.approx(hist.total)
+    for pair, hist in both.difference.items():
+        assert merged.difference[pair].counts == hist.counts
+        assert merged.difference[pair].total == pytest.approx(hist.total)
     assert all(len(h.counts) == len(DIFFERENCE_BUCKETS) + 1 for h in merged.difference.values())
 
 
@@ -168,3 +168,96 @@ def test_the_fast_path_judges_flat_scores_as_numpy_does(
     reference = _float_gap([[x] for x in a], [[y] for y in b], rules, name="p")
     assert fast[1] == reference[1]
     assert fast[0] == reference[0] or (math.isinf(fast[0]) and math.isinf(reference[0]))
+
+
+def test_an_infinite_difference_survives_a_snapshot() -> None:
+    """A NaN output makes the difference infinite; JSON has no infinity (orjson writes
+    null), and the router must still read the worker's totals."""
+    totals = ShadowTotals()
+    totals.difference["a", "b"].observe(math.inf)
+    [(_, payload)] = FrameReader(max_frame=1 << 20).feed(totals.encode())
+    assert ShadowTotals.decode(payload).difference["a", "b"].total == math.inf
+
+
+class _Wire:
+    """A transport that keeps what is written (the router's end) or drops it (the worker's)."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+        self.paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_router_and_worker_forget_the_same_targets() -> None:
+    """Copies of many table generations, old ones again after 16 newer ones: the worker
+    always knows the target of every copy it gets, because the router sends a target again
+    once the worker has forgotten it."""
+    import asyncio
+
+    from serinus_serving.router.shadow_channel import ShadowChannel, _Link
+    from serinus_serving.router.shadow_protocol import KEPT_TARGETS
+    from serinus_serving.router.shadow_worker import ShadowWorker
+
+    def target(generation: int) -> Target:
+        return Target(generation, "new", "127.0.0.1", 9, 1.0, 10_000, Comparison())
+
+    async def play() -> tuple[int, dict[tuple[str, str, str], int]]:
+        channel = ShadowChannel()
+        link = _Link(channel)
+        router_end = _Wire()
+        link.transport = router_end  # type: ignore[assignment]
+        channel.link, channel.ready = link, True
+        worker = ShadowWorker(asyncio.get_running_loop().create_future())
+        worker.transport = _Wire()  # type: ignore[assignment]
+        order = [*range(1, 41), 1, 2, 3, *range(20, 41), 5, 40, 39]
+        for generation in order:
+            copy = encode_copy(generation, b"old", b"GET / HTTP/1.1\r\n\r\n", b"{}")
+            assert channel.offer(target(generation), copy, primary="old")
+        worker.data_received(bytes(router_end.sent))
+        assert len(worker.targets) == KEPT_TARGETS
+        accepted = worker.totals.inflight
+        for task in worker.tasks:
+            task.cancel()
+        return accepted, dict(worker.totals.counts)
+
+    accepted, counts = asyncio.run(play())
+    assert counts == {}  # nothing dropped for an unknown target
+    assert accepted == 40 + 3 + 21 + 3
+
+
+def test_a_busy_worker_queues_a_bounded_backlog_then_stops_reading() -> None:
+    import asyncio
+
+    from serinus_serving.router.shadow_worker import BACKLOG, ShadowWorker
+
+    async def play() -> tuple[int, int, bool, dict[tuple[str, str, str], int]]:
+        worker = ShadowWorker(asyncio.get_running_loop().create_future())
+        wire = _Wire()
+        worker.transport = wire  # type: ignore[assignment]
+        worker.remember(Target(1, "new", "127.0.0.1", 9, 1.0, 2, Comparison()))
+        copies = b"".join(encode_copy(1, b"old", b"x", b"{}") for _ in range(BACKLOG + 44))
+        worker.data_received(copies)
+        state = (worker.totals.inflight, len(worker.backlog), wire.paused)
+        worker.finish()  # the router went away: what never started counts as dropped
+        return (*state, dict(worker.totals.counts))
+
+    inflight, waiting, paused, counts = asyncio.run(play())
+    assert (inflight, waiting, paused) == (2, BACKLOG + 42, True)
+    assert counts == {("old", "new", "dropped"): BACKLOG + 42}
