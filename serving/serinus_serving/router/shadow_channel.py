@@ -126,7 +126,6 @@ class ShadowChannel:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start the worker and wait a moment for it (a failure is logged, and retried)."""
-        self._first_ready = asyncio.Event()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_ready.wait(), FIRST_WAIT)
