@@ -85,7 +85,6 @@ class ShadowChannel:
         self.ready = False
         self.stopping = False
         self.process: asyncio.subprocess.Process | None = None
-        self.pid: int | None = None
         self.restarts = 0
         #: Totals of workers that have exited, so the router's counters never go back.
         self.retired = ShadowTotals()
@@ -163,7 +162,6 @@ class ShadowChannel:
             raise
         finally:
             theirs.close()
-        self.pid = self.process.pid
         self.link = link
         ready_at = None
         try:
@@ -178,7 +176,7 @@ class ShadowChannel:
             self.ready = True
             ready_at = time.monotonic()
             self._first_ready.set()
-            log.info("shadow worker %d ready", self.pid)
+            log.info("shadow worker %d ready", self.process.pid)
         await link.closed
         await self._reap()
         return 0.0 if ready_at is None else time.monotonic() - ready_at
