@@ -253,6 +253,7 @@ class AnalysisSpec:
     inconclusive_limit: int = 3
     no_data: NoDataPolicy = NoDataPolicy.INCONCLUSIVE
     min_requests: int = 1
+    resume_on_pass: bool = False  # an InconclusiveAnalysis pause ends on the next pass
 
 
 @dataclass(frozen=True)
@@ -605,7 +606,15 @@ def parse_analysis(data: object, path: str = "spec.analysis") -> AnalysisSpec | 
     m = _mapping(data, path)
     _no_unknown(
         m,
-        ("interval", "failureLimit", "inconclusiveLimit", "noData", "minRequests", "metrics"),
+        (
+            "interval",
+            "failureLimit",
+            "inconclusiveLimit",
+            "noData",
+            "minRequests",
+            "resumeOnPass",
+            "metrics",
+        ),
         path,
     )
     metrics = tuple(
@@ -629,6 +638,7 @@ def parse_analysis(data: object, path: str = "spec.analysis") -> AnalysisSpec | 
         inconclusive_limit=_int(m, "inconclusiveLimit", path, 3, lo=0, hi=100),
         no_data=_enum(m, "noData", path, NoDataPolicy, NoDataPolicy.INCONCLUSIVE),
         min_requests=_int(m, "minRequests", path, 1, lo=0, hi=1_000_000_000),
+        resume_on_pass=_bool(m, "resumeOnPass", path, False),
     )
 
 

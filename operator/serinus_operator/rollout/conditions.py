@@ -45,6 +45,8 @@ def message_of(w: Work, phase: Phase) -> str:
             where = "waiting for the candidate to become available"
         elif _waiting_for_full_size(w):
             where += f"; waiting for full size ({full_size(w, c.ref.revision)} ready)"
+        elif w.held is not None and c.pause is None:
+            where += f"; {w.held}"
         t = s.traffic
         head = f"{c.ref.version} vs {stable}: {where}; weight {t.candidate}%, mirror {t.mirror}%"
         return head if c.pause is None else f"{head}; paused: {c.pause.message}"

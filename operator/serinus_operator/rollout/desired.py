@@ -19,18 +19,9 @@ from serinus_operator.rollout.actions import (
     ScaleDown,
     SetTraffic,
 )
-from serinus_operator.rollout.progress import step_deadline, steps_of
+from serinus_operator.rollout.progress import canary_weight, step_deadline
 from serinus_operator.rollout.status import Outcome, Stage, Traffic
 from serinus_operator.rollout.work import GRACE, Work
-
-
-def canary_weight(w: Work, step: int) -> int:
-    """The weight set by the last ``setWeight`` before ``step``."""
-    weight = 0
-    for s in steps_of(w)[:step]:
-        if s.set_weight is not None:
-            weight = s.set_weight
-    return weight
 
 
 def traffic(w: Work) -> Traffic:

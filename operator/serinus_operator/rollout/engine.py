@@ -14,7 +14,15 @@ from datetime import datetime
 
 from serinus_operator.analysis.verdict import Measurement
 from serinus_operator.api import ModelDeploymentSpec, SpecError
-from serinus_operator.rollout import conditions, desired, hooks, manual, measure, progress
+from serinus_operator.rollout import (
+    conditions,
+    desired,
+    evidence,
+    hooks,
+    manual,
+    measure,
+    progress,
+)
 from serinus_operator.rollout.actions import (
     Action,
     Decision,
@@ -140,6 +148,8 @@ def decide(
     progress.advance(w)
     progress.scale_down_previous(w)
     w.set(traffic=desired.traffic(w))
+    if evidence.grew(status.traffic, w.status.traffic):
+        evidence.record_growth(w)  # also a return to traffic after readiness or Degraded
     hooks.ask_rollback(w)
     _traffic_events(w, status)
     phase = conditions.phase_of(w)

@@ -41,6 +41,7 @@ def _promote(w: Work) -> Result:
             return False, f"step {c.step + 1} is not a pause: nothing to skip"
         if c.pause is not None:
             w.unpause()
+        w.set_candidate(approved_at=w.now)  # a person's word stands in for evidence, once
         if on_pause_step:
             w.set_candidate(step=c.step + 1, step_started_at=w.now)
             w.emit(Reason.STEP_ADVANCED, f"step {c.step + 1} skipped by request")
@@ -51,6 +52,7 @@ def _promote(w: Work) -> Result:
             if c.pause is not None:
                 w.unpause()
             to_canary(w)
+            w.set_candidate(approved_at=w.now)
             return True, "shadow ended by request; canary steps follow"
     if not w.complete(rev):
         return False, _not_full_size(w, rev)

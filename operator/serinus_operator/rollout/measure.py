@@ -70,6 +70,18 @@ def _fresh(w: Work, a: AnalysisStatus, verdicts: Sequence[Measurement]) -> list[
     )
 
 
+def _resume_on_pass(w: Work, spec: AnalysisSpec, metrics: Sequence[MetricStatus]) -> None:
+    """``resumeOnPass``: an InconclusiveAnalysis pause ends when a measurement passes."""
+    c = w.candidate
+    if not spec.resume_on_pass or c is None or c.pause is None:
+        return
+    if c.pause.reason != PauseReason.INCONCLUSIVE:
+        return  # a person's pause, or a promotion that waits for a person, stays
+    w.unpause()
+    values = "; ".join(f"{m.name} {_fmt(m.value)}" for m in metrics)
+    w.emit(Reason.RESUMED, f"analysis passed again ({values}): resumed (resumeOnPass)")
+
+
 def consume(w: Work, verdicts: Sequence[Measurement]) -> None:
     spec, c = w.spec.analysis, w.candidate
     if spec is None and c is not None:
@@ -90,7 +102,11 @@ def consume(w: Work, verdicts: Sequence[Measurement]) -> None:
             metrics=metrics,
         )
         w.set(analysis=a)
-        if verdict == Verdict.FAIL:
+        w.set_candidate(passed_at=m.at if verdict == Verdict.PASS else None)
+        if verdict == Verdict.PASS:
+            _resume_on_pass(w, spec, metrics)
+            a = w.status.analysis or a  # a resume starts the inconclusive count afresh
+        elif verdict == Verdict.FAIL:
             why = summary(metrics, Verdict.FAIL)
             count = f"{a.failures} of failureLimit {spec.failure_limit}"
             w.emit(Reason.ANALYSIS_FAILED, f"{why} ({count})", warning=True)

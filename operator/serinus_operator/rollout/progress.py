@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from serinus_operator.analysis.verdict import Verdict
 from serinus_operator.api import CanaryStep, ShadowThen, format_duration
-from serinus_operator.rollout import hooks
+from serinus_operator.rollout import evidence, hooks
 from serinus_operator.rollout.actions import Reason
 from serinus_operator.rollout.manual import to_canary
 from serinus_operator.rollout.status import CandidateStatus, PauseReason, Stage
@@ -122,15 +121,22 @@ def _due(w: Work, c: CandidateStatus) -> bool:
 
 
 def _measured(w: Work) -> bool:
-    """Promotions and switches need evidence: with analysis configured, at least one
-    measurement must have counted in this stage (a candidate whose readiness flaps faster
-    than the interval is never measured, and so never promoted), and the latest one must
-    have passed: a failure still under failureLimit, or an inconclusive answer, waits for
-    the next interval instead of promoting on it."""
-    if w.spec.analysis is None or not w.spec.analysis.metrics:
+    """Promotions and switches need evidence (see :mod:`evidence`): with analysis
+    configured, the latest measurement passed and was taken at today's exposure. A failure
+    still under failureLimit, or an inconclusive answer, waits for the next interval."""
+    if evidence.proven(w):
         return True
-    a = w.status.analysis
-    return a is not None and a.measurements > 0 and a.result == Verdict.PASS
+    w.held = "waiting for a passing measurement"
+    return False
+
+
+def canary_weight(w: Work, step: int) -> int:
+    """The weight set by the last ``setWeight`` before ``step``."""
+    weight = 0
+    for s in steps_of(w)[:step]:
+        if s.set_weight is not None:
+            weight = s.set_weight
+    return weight
 
 
 def _canary_step(w: Work, c: CandidateStatus) -> bool:
@@ -144,6 +150,13 @@ def _canary_step(w: Work, c: CandidateStatus) -> bool:
         w.promote(f"all {len(steps)} canary steps passed")
         return True
     step = steps[c.step]
+    if step.set_weight is not None and step.set_weight > canary_weight(w, c.step):
+        if not evidence.may_grow(w):
+            w.held = f"setWeight {step.set_weight} waits for a passing measurement"
+            return False
+        w.set_candidate(step=c.step + 1, step_started_at=w.now)
+        evidence.record_growth(w)
+        return True
     if step.set_weight is not None or _due(w, c):
         w.set_candidate(step=c.step + 1, step_started_at=w.now)
         if step.pause:

@@ -232,6 +232,11 @@ class CandidateStatus:
     pre_rollout_called_at: datetime | None = None
     confirm_called_at: datetime | None = None
     rollback_called_at: datetime | None = None
+    # Evidence (docs/rollouts.md, "Guarantees"): exposure may only grow on a passing
+    # measurement taken after it last grew, or on a person's promote after it.
+    exposed_at: datetime | None = None  # when live weight, mirror or a switch last grew
+    passed_at: datetime | None = None  # the latest counted measurement, if it passed
+    approved_at: datetime | None = None  # a manual promote, standing in for evidence
 
     def to_dict(self) -> dict[str, Any]:
         out = self.ref.to_dict() | {
@@ -250,6 +255,9 @@ class CandidateStatus:
         _set(out, "preRolloutCalledAt", self.pre_rollout_called_at)
         _set(out, "confirmCalledAt", self.confirm_called_at)
         _set(out, "rollbackCalledAt", self.rollback_called_at)
+        _set(out, "exposedAt", self.exposed_at)
+        _set(out, "passedAt", self.passed_at)
+        _set(out, "approvedAt", self.approved_at)
         return out
 
     @classmethod
@@ -271,6 +279,9 @@ class CandidateStatus:
             pre_rollout_called_at=_opt_time(data, "preRolloutCalledAt", path),
             confirm_called_at=_opt_time(data, "confirmCalledAt", path),
             rollback_called_at=_opt_time(data, "rollbackCalledAt", path),
+            exposed_at=_opt_time(data, "exposedAt", path),
+            passed_at=_opt_time(data, "passedAt", path),
+            approved_at=_opt_time(data, "approvedAt", path),
         )
 
 

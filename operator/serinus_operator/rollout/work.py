@@ -76,6 +76,7 @@ class Work:
     events: list[Notify] = field(default_factory=list)
     calls: list[CallWebhooks] = field(default_factory=list)
     hook_results: Sequence[WebhookResult] = ()
+    held: str | None = None  # why exposure could not grow in this decision, if it could not
 
     # --- small helpers -------------------------------------------------------------------
 

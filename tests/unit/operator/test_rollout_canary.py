@@ -162,7 +162,15 @@ def test_inconclusive_past_the_limit_pauses_and_resume_continues() -> None:
     assert a is not None
     assert a.inconclusive == 0  # counting starts over after a resume
     assert c.step == 1  # 1.5m of the 2m pause had passed before the analysis paused
-    walk(sim, [Tick(29 * S, weight=10), Tick(S, weight=50, phase=Phase.PAUSED)])
+    # The pause step ends, but resuming is no evidence: 50% waits for a measurement to pass.
+    walk(
+        sim,
+        [
+            Tick(29 * S, weight=10),
+            Tick(S, weight=10, phase=Phase.PROGRESSING),
+            Tick(10 * S, verdict=PASS, weight=50, phase=Phase.PAUSED),
+        ],
+    )
 
 
 def test_failures_still_roll_back_while_paused() -> None:
