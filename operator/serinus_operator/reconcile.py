@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from serinus_operator import api
+from serinus_operator import api, outbox
 from serinus_operator.analysis.providers import webhook
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.run import measure, resolve, variables_for
@@ -88,8 +88,9 @@ def _traffic_only(obj: Mapping[str, Any], ref: ObjectRef) -> api.ModelDeployment
 async def execute(
     platform: Platform, ref: ObjectRef, md: api.ModelDeployment | None, decision: Decision
 ) -> None:
-    """Apply a decision's actions: revisions first, then traffic, then what traffic no longer
-    needs, then Events. ``md`` is None only for an object whose traffic spec is unreadable."""
+    """Apply a decision's resource actions: revisions first, then traffic, then what traffic
+    no longer needs. ``md`` is None only for an object whose traffic spec is unreadable.
+    Its Events are not posted here but through the outbox, after the status write."""
     if md is not None:
         for ensure in decision.of(EnsureRevision):
             await platform.ensure_revision(ref, md, ensure)
@@ -99,8 +100,14 @@ async def execute(
         await platform.scale_down(ref, down.revision)
     for remove in decision.of(RemoveRevision):
         await platform.remove_revision(ref, remove.revision)
-    for notify in decision.of(Notify):
-        await platform.notify(ref, notify)
+
+
+async def post(platform: Platform, ref: ObjectRef, events: list[outbox.Outgoing]) -> bool:
+    """Post ``events`` in order; False if any could not be (they stay pending)."""
+    posted = True
+    for event in events:
+        posted = await platform.notify(ref, event.notify, name=event.name) and posted
+    return posted
 
 
 async def _measure(
@@ -161,6 +168,10 @@ async def reconcile(
     meta = obj.get("metadata") or {}
     stored_status = obj.get("status") or {}
     generation = int(meta.get("generation") or 0)
+    # Events a previous pass wrote but may not have posted (it died, or the post failed).
+    leftover = outbox.pending(stored_status)
+    if leftover and await post(platform, ref, leftover):
+        leftover = []
     try:
         status = RolloutStatus.from_dict(stored_status)
     except (ValueError, TypeError) as exc:
@@ -170,12 +181,14 @@ async def reconcile(
             "%s/%s: unreadable status, starting from the spec: %s", ref.namespace, ref.name, exc
         )
         status = RolloutStatus()
+    notifies: list[Notify] = []
     try:
         md: api.ModelDeployment | None = api.parse(obj)
     except api.SpecError as error:
         md = None
         decision = invalid(status, error, generation, clock())
         await execute(platform, ref, _traffic_only(obj, ref), decision)
+        notifies += decision.of(Notify)
     if md is not None:
         revisions = await platform.observe(ref, md)
         observed = Observed(
@@ -186,7 +199,8 @@ async def reconcile(
         )
         decision = decide(md.spec, status, observed, (), clock())
         await execute(platform, ref, md, decision)
-        await _tell_post_rollout(platform, ref, decision, clock=clock)
+        notifies += decision.of(Notify)
+        notifies += await _tell_post_rollout(ref, decision, clock=clock)
         for _ in range(MAX_ROUNDS):
             runs = decision.of(RunAnalysis)
             calls = [c for c in decision.of(CallWebhooks) if c.kind != WebhookType.POST_ROLLOUT]
@@ -198,13 +212,18 @@ async def reconcile(
             answers = [r for call in calls for r in await _call(ref, call, clock=clock)]
             decision = decide(md.spec, decision.status, observed, measured, clock(), answers)
             await execute(platform, ref, md, _without_resource_repeats(decision))
-            await _tell_post_rollout(platform, ref, decision, clock=clock)
-    patch = merge_diff(stored_status, decision.status.to_dict())
+            notifies += decision.of(Notify)
+            notifies += await _tell_post_rollout(ref, decision, clock=clock)
+    version = str(meta.get("resourceVersion") or "")
+    fresh = outbox.named(
+        ref.name, uid=ref.uid, resource_version=version, at=clock(), notifies=notifies
+    )
+    new_status = outbox.with_pending(decision.status.to_dict(), [*leftover, *fresh])
+    patch = merge_diff(stored_status, new_status)
     stored: Mapping[str, Any] = obj
     if patch:
-        stored = await platform.write_status(
-            ref, patch, resource_version=meta.get("resourceVersion")
-        )
+        stored = await platform.write_status(ref, patch, resource_version=version or None)
+    await post(platform, ref, fresh)  # what is not posted now is posted by the next pass
     if telemetry is not None:
         telemetry.observe_status(ref.namespace, ref.name, status, decision.status)
     return Result(decision=decision, stored=stored)
@@ -227,22 +246,23 @@ async def _call(
 
 
 async def _tell_post_rollout(
-    platform: Platform, ref: ObjectRef, decision: Decision, *, clock: Callable[[], datetime]
-) -> None:
+    ref: ObjectRef, decision: Decision, *, clock: Callable[[], datetime]
+) -> list[Notify]:
     """PostRollout hooks are told the outcome; a failure is reported, never retried."""
+    failed: list[Notify] = []
     for call in decision.of(CallWebhooks):
         if call.kind != WebhookType.POST_ROLLOUT:
             continue
         for result in await _call(ref, call, clock=clock):
             if not result.ok:
-                await platform.notify(
-                    ref,
+                failed.append(
                     Notify(
                         Reason.WEBHOOK_FAILED,
                         f"PostRollout {result.name}: {result.message}",
                         EventType.WARNING,
-                    ),
+                    )
                 )
+    return failed
 
 
 def _without_resource_repeats(decision: Decision) -> Decision:

@@ -51,8 +51,9 @@ class Platform(Protocol):
         """Put ``routes`` into effect with the ModelDeployment's traffic provider."""
         ...
 
-    async def notify(self, ref: ObjectRef, notify: Notify) -> None:
-        """Record an Event on the ModelDeployment (best effort: never fails the loop)."""
+    async def notify(self, ref: ObjectRef, notify: Notify, *, name: str) -> bool:
+        """Record an Event named ``name`` on the ModelDeployment, once: True when it is
+        recorded or already was; False when it could not be (never raises)."""
         ...
 
     async def write_status(

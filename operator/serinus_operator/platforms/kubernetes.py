@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,8 @@ log = logging.getLogger("serinus.kubernetes")
 APPLIED_ANNOTATION: Final = f"{GROUP}/applied"
 PLURAL: Final = "modeldeployments"
 USER_AGENT: Final = f"serinus-operator/{__version__}"
+#: Event names remembered as posted, so that a pass does not re-post its predecessor's.
+POSTED_MEMORY: Final = 10_000
 _IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 #: kind -> (apiVersion path prefix, plural) for every kind the builders render.
@@ -326,6 +329,7 @@ class KubernetesPlatform:
         self.client = client
         self.config = config or BuildConfig()
         self.instance = instance or socket.gethostname()
+        self._posted: OrderedDict[str, None] = OrderedDict()  # Event names, newest last
 
     # ------------------------------------------------------------------ reading
     async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -432,14 +436,16 @@ class KubernetesPlatform:
         for obj in objects:
             await self.apply(obj)
 
-    async def notify(self, ref: ObjectRef, notify: Notify) -> None:
+    async def notify(self, ref: ObjectRef, notify: Notify, *, name: str) -> bool:
+        if name in self._posted:
+            return True  # posted by this process; a restarted one learns it from the 409
         now = datetime.now(UTC)
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{ref.name}.{time.time_ns():x}",
+                "name": name,
                 "namespace": ref.namespace,
                 "labels": {MODEL_LABEL: ref.name},
             },
@@ -462,14 +468,21 @@ class KubernetesPlatform:
         }
         try:
             await self.client.create(collection_path("v1", "Event", ref.namespace), event)
-        except (ApiError, Conflict, httpx.HTTPError) as exc:
+        except Conflict:
+            pass  # AlreadyExists: an earlier pass posted it before it could say so
+        except (ApiError, httpx.HTTPError) as exc:
             log.warning(
-                "could not record event %s on %s/%s: %s",
+                "could not record event %s on %s/%s (kept pending): %s",
                 notify.reason,
                 ref.namespace,
                 ref.name,
                 exc,
             )
+            return False
+        self._posted[name] = None
+        while len(self._posted) > POSTED_MEMORY:
+            self._posted.popitem(last=False)
+        return True
 
     async def write_status(
         self, ref: ObjectRef, patch: Mapping[str, Any], *, resource_version: str | None

@@ -86,6 +86,7 @@ class LocalPlatform:
         except OSError as exc:
             raise OSError(f"{exc}: choose another with --port") from None
         self.changed = asyncio.Event()
+        self._posted: set[str] | None = None  # names of the Events recorded, loaded once
         self.revisions: dict[str, _Revision] = {}
         self.router: Supervised | None = None
         self.prometheus: Supervised | None = None
@@ -243,11 +244,16 @@ class LocalPlatform:
             self.router.start()
         self._sync()
 
-    async def notify(self, ref: ObjectRef, notify: Notify) -> None:
+    async def notify(self, ref: ObjectRef, notify: Notify, *, name: str) -> bool:
+        if self._posted is None:  # what an earlier run of this machine already recorded
+            self._posted = {str((e.get("metadata") or {}).get("name")) for e in self.state.events()}
+        if name in self._posted:
+            return True
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
+            "metadata": {"name": name, "namespace": ref.namespace},
             "involvedObject": {
                 "kind": "ModelDeployment",
                 "namespace": ref.namespace,
@@ -263,9 +269,12 @@ class LocalPlatform:
         }
         try:
             self.state.append_event(event)
-        except OSError as exc:  # best effort, as on a cluster
-            log.warning("could not record event %s: %s", notify.reason, exc)
+        except OSError as exc:
+            log.warning("could not record event %s (kept pending): %s", notify.reason, exc)
+            return False
+        self._posted.add(name)
         self.on_event(event)
+        return True
 
     async def write_status(
         self, ref: ObjectRef, patch: Mapping[str, Any], *, resource_version: str | None

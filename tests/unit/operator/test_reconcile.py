@@ -18,6 +18,7 @@ import pytest
 from serinus_operator.analysis.evaluate import QueryResult
 from serinus_operator.api import ModelDeployment
 from serinus_operator.platforms.base import Conflict, ObjectRef
+from serinus_operator.platforms.kubernetes import ApiError
 from serinus_operator.reconcile import reconcile
 from serinus_operator.rollout import EnsureRevision, Notify, RevisionObservation
 from serinus_operator.rollout.patch import apply as merge_apply
@@ -29,12 +30,20 @@ pytestmark = pytest.mark.unit
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+class Killed(BaseException):
+    """The operator process dying mid-pass (BaseException: nothing may swallow it)."""
+
+
 class Recorder:
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
         self.calls: list[tuple[str, Any]] = []
         self.running: dict[str, int] = {}
         self.conflict = False
+        self.names: set[str] = set()  # Events stored, by name, as an API server keeps them
+        self.fail: set[str] = set()  # "status", "event": those calls fail; "kill": the
+        # pass dies (as the process would) at its first Event post
+
 
     async def observe(self, ref: ObjectRef, md: ModelDeployment | None) -> Mapping[str, Any]:
         return {rev: RevisionObservation(n, n, True) for rev, n in self.running.items()}
@@ -53,14 +62,23 @@ class Recorder:
     async def set_traffic(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
         self.calls.append(("traffic", routes))
 
-    async def notify(self, ref: ObjectRef, notify: Notify) -> None:
-        self.calls.append(("event", notify.reason.value))
+    async def notify(self, ref: ObjectRef, notify: Notify, *, name: str) -> bool:
+        if "kill" in self.fail:
+            raise Killed
+        if "event" in self.fail:
+            return False
+        if name not in self.names:  # a second create of one name is a 409 AlreadyExists
+            self.names.add(name)
+            self.calls.append(("event", notify.reason.value))
+        return True
 
     async def write_status(
         self, ref: ObjectRef, patch: Mapping[str, Any], *, resource_version: str | None
     ) -> Mapping[str, Any]:
         if self.conflict:
             raise Conflict("stale")
+        if "status" in self.fail:
+            raise ApiError(503, "the API server is unavailable")
         self.calls.append(("status", dict(patch)))
         self.obj["status"] = merge_apply(self.obj.get("status") or {}, patch)
         return self.obj
@@ -111,15 +129,16 @@ def test_first_pass_runs_stable_routes_it_and_writes_status() -> None:
     p = Recorder(manifest())
     result = run(p)
     kinds = [k for k, _ in p.calls]
-    assert kinds[0] == "ensure"
-    assert kinds.index("traffic") > kinds.index("ensure")
-    assert kinds[-1] == "status"
+    assert kinds == ["ensure", "traffic", "status", "event"]  # Events after their write
     assert p.obj["status"]["stable"]["version"] == "v1"
     assert result.decision.status.stable is not None
-    # The next pass sees it ready; after that, nothing new: no write, no event.
+    # The next pass sees it ready, the one after clears the posted Events from status;
+    # after that, nothing new: no write, no event.
     run(p, now=T0 + timedelta(seconds=1))
-    p.calls.clear()
     run(p, now=T0 + timedelta(seconds=2))
+    assert "pendingEvents" not in p.obj["status"]
+    p.calls.clear()
+    run(p, now=T0 + timedelta(seconds=3))
     assert [k for k, _ in p.calls if k in {"status", "event"}] == []
 
 
@@ -176,3 +195,47 @@ def test_an_unreadable_status_starts_over_without_crashing() -> None:
     p.obj["status"] = {"phase": "NotAPhase", "stable": {"revision": 7}}
     run(p)
     assert p.obj["status"]["stable"]["version"] == "v1"
+
+
+# --- Events exactly once ---------------------------------------------------------------------
+
+ANALYSED = {"interval": "10s", "metrics": [{"name": "q", "query": "max(q)", "min": 0.5}]}
+STEPS = {"type": "Canary", "canary": {"steps": [{"setWeight": 20}, {"setWeight": 60}]}}
+
+
+def rollout(faults: dict[int, str]) -> list[tuple[str, Any]]:
+    """First deploy, then a canary to promotion, one pass every 5 s; pass ``i`` suffers
+    ``faults[i]``. Returns the Events stored, in order."""
+    p = Recorder(manifest(strategy=STEPS, analysis=ANALYSED))
+    metrics = FixedMetrics(0.9)
+    now = T0
+    for i in range(40):
+        if i == 3:
+            p.obj["spec"]["model"] = {"uri": "https://m.example.com/v2.onnx", "version": "v2"}
+            p.obj["metadata"]["generation"] = 2
+        p.fail = {faults[i]} if i in faults else set()
+        now += timedelta(seconds=5)
+        try:
+            run(p, metrics=metrics, now=now)
+        except (ApiError, Killed):
+            pass
+    assert p.obj["status"]["stable"]["version"] == "v2", p.obj["status"]
+    return [c for c in p.calls if c[0] == "event"]
+
+
+def test_every_event_of_a_rollout_is_posted_once() -> None:
+    events = rollout({})
+    reasons = [r for _, r in events]
+    for once in ("Initialized", "RolloutStarted", "CandidateReady", "Promoted"):
+        assert reasons.count(once) == 1, reasons
+    assert reasons.count("WeightChanged") == 2, reasons
+
+
+@pytest.mark.parametrize("fault", ["status", "kill", "event"])
+@pytest.mark.parametrize("at", range(0, 14))
+def test_no_failure_point_repeats_or_loses_an_event(fault: str, at: int) -> None:
+    """Fail each pass's status write in turn, kill the operator between the write and the
+    post, or have the Event API refuse: the Events stored are those of a fault-free run."""
+    clean = sorted(r for _, r in rollout({}))
+    faulty = sorted(r for _, r in rollout({at: fault, at + 1: fault}))
+    assert faulty == clean
