@@ -9,6 +9,7 @@ Prometheus). The metric provider answers fixed values for the same reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,7 +44,6 @@ class Recorder:
         self.names: set[str] = set()  # Events stored, by name, as an API server keeps them
         self.fail: set[str] = set()  # "status", "event": those calls fail; "kill": the
         # pass dies (as the process would) at its first Event post
-
 
     async def observe(self, ref: ObjectRef, md: ModelDeployment | None) -> Mapping[str, Any]:
         return {rev: RevisionObservation(n, n, True) for rev, n in self.running.items()}
@@ -215,10 +215,8 @@ def rollout(faults: dict[int, str]) -> list[tuple[str, Any]]:
             p.obj["metadata"]["generation"] = 2
         p.fail = {faults[i]} if i in faults else set()
         now += timedelta(seconds=5)
-        try:
+        with contextlib.suppress(ApiError, Killed):
             run(p, metrics=metrics, now=now)
-        except (ApiError, Killed):
-            pass
     assert p.obj["status"]["stable"]["version"] == "v2", p.obj["status"]
     return [c for c in p.calls if c[0] == "event"]
 
