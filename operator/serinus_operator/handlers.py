@@ -11,7 +11,6 @@ the operator resumes from the status alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import kopf
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.api import GROUP, PLURAL, VERSION
 from serinus_operator.platforms.base import Conflict
+from serinus_operator.platforms.health import ApiHealth
 from serinus_operator.platforms.kubernetes import Credentials, KubernetesPlatform
 from serinus_operator.reconcile import reconcile
 from serinus_operator.resources.meta import MANAGED_BY, MODEL_LABEL
@@ -181,5 +181,20 @@ async def rollout_loop(
             ctx.telemetry.reconcile_errors.labels(namespace, name).inc()
             delay = backoff
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waker.wait(), timeout=delay)
+        health = ctx.platform.client.health
+        recoveries = health.recoveries
+        await _sleep(waker, health, delay)
+        if health.recoveries != recoveries:
+            backoff = 1.0  # the API is back: what failed because of it runs now
+
+
+async def _sleep(waker: asyncio.Event, health: ApiHealth, delay: float) -> None:
+    """Until ``delay`` passes, something changes, or a down API answers again."""
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(waker.wait())]
+    if not health.up:
+        waits.append(asyncio.ensure_future(health.wait_up()))
+    try:
+        await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

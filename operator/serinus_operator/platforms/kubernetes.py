@@ -28,6 +28,7 @@ from serinus_operator import __version__
 from serinus_operator.api import GROUP, KIND, VERSION, ModelDeployment
 from serinus_operator.api import TrafficProvider as ProviderKind
 from serinus_operator.platforms.base import Conflict, ObjectRef
+from serinus_operator.platforms.health import ApiHealth
 from serinus_operator.resources import router as router_resources
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.deployments import revision_deployment
@@ -168,8 +169,15 @@ def load_credentials(*, kubeconfig: str | None = None, context: str | None = Non
 class KubeClient:
     """A small async JSON client for the calls the operator and the CLI make."""
 
-    def __init__(self, credentials: Credentials, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        timeout: float = 10.0,
+        health: ApiHealth | None = None,
+    ) -> None:
         self.credentials = credentials
+        self.health = health or ApiHealth(self.probe)
         verify: Any = False if credentials.insecure else (credentials.ca_path or True)
         cert = None
         if credentials.cert_path:
@@ -183,6 +191,7 @@ class KubeClient:
         )
 
     async def aclose(self) -> None:
+        await self.health.aclose()
         await self._http.aclose()
 
     async def request(
@@ -203,9 +212,17 @@ class KubeClient:
         if body is not None:
             headers["content-type"] = content_type
             content = json.dumps(body).encode()
-        response = await self._http.request(
-            method, path, content=content, headers=headers, params=params
-        )
+        try:
+            response = await self._http.request(
+                method, path, content=content, headers=headers, params=params
+            )
+        except httpx.TransportError:
+            self.health.failed()
+            raise
+        if response.status_code >= 500:
+            self.health.failed()
+        else:
+            self.health.succeeded()
         if response.status_code == 404:
             return None
         if response.status_code == 409:
@@ -216,6 +233,14 @@ class KubeClient:
 
     async def get(self, path: str) -> Any:
         return await self.request("GET", path)
+
+    async def probe(self) -> bool:
+        """Whether the API server is ready (``/readyz`` is readable by every client)."""
+        try:
+            response = await self._http.get("/readyz", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
 
     async def list(self, path: str, *, label_selector: str | None = None) -> list[Any]:
         params = {"labelSelector": label_selector} if label_selector else None
