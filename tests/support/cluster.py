@@ -312,8 +312,18 @@ class Cluster:
         return {rev: int(r.get("weight", 0)) for rev, r in revisions.items()}
 
     def events(self, name: str) -> list[str]:
-        return [
-            e["reason"]
-            for e in sorted(self.objects("v1", "events"), key=lambda e: e["metadata"]["name"])
-            if (e.get("involvedObject") or {}).get("name") == name
-        ]
+        """The Event reasons of ``name`` in the order they were stored (their names are
+        digests, so the order is the resourceVersion's)."""
+        found = sorted(
+            self.objects("v1", "events"), key=lambda e: int(e["metadata"]["resourceVersion"])
+        )
+        return [e["reason"] for e in found if (e.get("involvedObject") or {}).get("name") == name]
+
+    def wait_events(self, name: str, *reasons: str) -> list[str]:
+        """Events are posted just after the status write that records their transition."""
+
+        def posted() -> list[str] | None:
+            found = self.events(name)
+            return found if set(reasons) <= set(found) else None
+
+        return wait_for(posted, what=f"events {', '.join(reasons)}")

@@ -120,8 +120,7 @@ def test_canary_rolled_back_when_analysis_fails(
         assert metrics["quality"]["result"] == "Fail"
         assert metrics["quality"]["value"] == pytest.approx(0.1)
         assert s["history"][-1]["outcome"] == "RolledBack"
-        reasons = cluster.events("fraud")
-        assert "AnalysisFailed" in reasons and "RolledBack" in reasons, reasons
+        cluster.wait_events("fraud", "AnalysisFailed", "RolledBack")
         assert cluster.weights("fraud") == {v1: 100}
         op = cluster.operator
         assert op.sample("serinus_analysis_value", metric="quality", revision=v2) == 0.1

@@ -127,7 +127,7 @@ def test_operator_gates_a_rollout_on_its_webhooks(cluster: Cluster, hooks: Hooks
     assert pre[0]["weights"]["candidate"] == 0, "PreRollout is asked before any traffic"
     wait_for(lambda: "/confirm" in hooks.paths(), what="ConfirmPromotion asked")
     assert cluster.status("fraud")["candidate"]["revision"] == v2, "promoted unconfirmed"
-    assert "AwaitingConfirmation" in cluster.events("fraud")
+    cluster.wait_events("fraud", "AwaitingConfirmation")
     hooks.status["/confirm"] = 200
     s = cluster.wait_status(
         "fraud",
