@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv system-deps test unit integration e2e lint format typecheck bench demo clean
+.PHONY: help venv system-deps kube-bins test unit integration e2e lint format typecheck bench demo clean
 .PHONY: crds chart-files images
 
 help: ## Show this help
@@ -39,7 +39,14 @@ system-deps: ## Install the Debian packages the tests use (prometheus, promtool,
 		echo "missing a C compiler: run 'sudo apt-get install gcc'" >&2; exit 1; \
 	fi
 
-test: $(STAMP) system-deps ## Lint, type-check and run unit + integration tests (what CI runs)
+kube-bins: ## Build etcd, kube-apiserver, kube-controller-manager from Go modules (cached outside the repo)
+	@bash hack/kube/build.sh >/dev/null; rc=$$?; \
+	if [ $$rc = 3 ]; then \
+		echo "WARNING: no Go toolchain: the tests on a real Kubernetes control plane will be SKIPPED." >&2; \
+		echo "         Install Go >= 1.26 (https://go.dev/dl/, into /usr/local/go) and run make test again." >&2; \
+	elif [ $$rc != 0 ]; then exit $$rc; fi
+
+test: $(STAMP) system-deps kube-bins ## Lint, type-check and run unit + integration tests (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -48,7 +55,7 @@ test: $(STAMP) system-deps ## Lint, type-check and run unit + integration tests 
 unit: $(STAMP) ## Run only the unit tests
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
-integration: $(STAMP) system-deps ## Run only the integration tests (real processes on 127.0.0.1)
+integration: $(STAMP) system-deps kube-bins ## Run only the integration tests (real processes on 127.0.0.1)
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 e2e: $(STAMP) ## Run the opt-in end-to-end tests against a real cluster (needs KUBECONFIG)
