@@ -1,22 +1,20 @@
-"""The real ``serinus operator`` (kopf, in its own process) against a faithful kmock API,
+"""The real ``serinus operator`` (kopf, in its own process) against a real control plane,
 for the operator's integration tests.
 
-No kube-controller-manager runs here, so :class:`DeploymentController` plays the part the
-tests need of it: every Deployment the operator creates gets a status as the real
-controller would write it (replicas available, ``observedGeneration`` caught up, the
-Available condition), except for revisions a test marks as failing, which stay unavailable
-and report ``ProgressDeadlineExceeded``. The garbage collector is played by the emulator
-(tests/support/kube_api.py).
+The API server, the Deployment and ReplicaSet controllers and the garbage collector are
+Kubernetes' own (tests/support/real_cluster.py); only the kubelet is a stand-in, which
+marks pods Running and Ready, or keeps a failing revision's pods unready so that the real
+Deployment controller reports ``ProgressDeadlineExceeded``. The operator authenticates with
+a real token of the ServiceAccount that ``manifests/install/rbac.yaml`` binds: the API
+server's RBAC decides what it may do. Each test has a namespace of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,10 +24,9 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
-from support.kube_api import KubeApi
+from support.real_kube import RealKube
 from support.serve import free_port
 
-NAMESPACE = "ml"
 MD = ("serinus.dev/v1alpha1", "modeldeployments")
 T = TypeVar("T")
 
@@ -73,80 +70,13 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
-class DeploymentController(threading.Thread):
-    """Writes Deployment status the way kube-controller-manager would, every 100 ms."""
-
-    def __init__(self, kube: KubeApi) -> None:
-        super().__init__(daemon=True)
-        self.kube = kube
-        self.failing: set[str] = set()  # revisions whose pods never become ready
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(0.1):
-            with contextlib.suppress(httpx.HTTPError):
-                for d in self.kube.list("apps/v1", "deployments", NAMESPACE):
-                    self._settle(d)
-
-    def _settle(self, d: dict[str, Any]) -> None:
-        meta, spec = d["metadata"], d.get("spec") or {}
-        replicas = int(spec.get("replicas") or 0)
-        revision = (meta.get("labels") or {}).get("serinus.dev/revision")
-        failing = revision in self.failing
-        ready = 0 if failing else replicas
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        old = {c["type"]: c for c in (d.get("status") or {}).get("conditions") or []}
-        available = "True" if ready >= replicas and not failing else "False"
-        progressing = (
-            ("False", "ProgressDeadlineExceeded") if failing else ("True", "NewReplicaSetAvailable")
-        )
-
-        def condition(kind: str, status: str, reason: str) -> dict[str, str]:
-            before = old.get(kind) or {}
-            same = before.get("status") == status and before.get("reason") == reason
-            return {
-                "type": kind,
-                "status": status,
-                "reason": reason,
-                "message": f"{kind} {reason}",
-                "lastTransitionTime": before.get("lastTransitionTime", now) if same else now,
-            }
-
-        status = {
-            "observedGeneration": meta.get("generation", 1),
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "conditions": [
-                condition("Available", available, "MinimumReplicasAvailable"),
-                condition("Progressing", *progressing),
-            ],
-        }
-        current = d.get("status") or {}
-        if all(current.get(k) == v for k, v in status.items() if k != "conditions") and [
-            (c["type"], c["status"], c["reason"]) for c in current.get("conditions") or []
-        ] == [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]:
-            return
-        self.kube.patch(
-            "apps/v1",
-            "deployments",
-            NAMESPACE,
-            meta["name"],
-            {"status": status},
-            subresource="status",
-        )
-
-
 @dataclass
 class Operator:
     """``serinus operator`` as a child process; stop and start it at will."""
 
-    kube: KubeApi
+    kube: RealKube
     workdir: Path
+    namespace: str
     prometheus_url: str | None = None
     peering: str | None = None
     priority: int | None = None
@@ -159,7 +89,7 @@ class Operator:
 
     def start(self) -> None:
         kubeconfig = self.workdir / "kubeconfig.yaml"
-        kubeconfig.write_text(yaml.safe_dump(self.kube.kubeconfig(NAMESPACE)))
+        kubeconfig.write_text(yaml.safe_dump(self.kube.kubeconfig(self.namespace)))
         self.metrics_port = free_port()
         self.starts += 1
         log = (self.workdir / f"{self.name}-{self.starts}.log").open("wb")
@@ -169,7 +99,7 @@ class Operator:
             "serinus_operator.cli",
             "operator",
             "--namespace",
-            NAMESPACE,
+            self.namespace,
             "--kubeconfig",
             str(kubeconfig),
             "--metrics-host",
@@ -241,36 +171,35 @@ class Operator:
 
 @dataclass
 class Cluster:
-    kube: KubeApi
-    controller: DeploymentController
+    kube: RealKube
+    namespace: str
     operator: Operator
+
+    # ----------------------------------------------------------- the stand-in kubelet
+    def fail_revision(self, name: str, revision: str) -> None:
+        """The revision's pods run but never become ready (a model that cannot load)."""
+        self.kube.cluster.kubelet.keep_unready(self.namespace, f"{name}-{revision}-")
 
     # ----------------------------------------------------------- ModelDeployments
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        manifest = {**manifest, "metadata": {**manifest["metadata"], "namespace": NAMESPACE}}
-        found = self.get(manifest["metadata"]["name"])
-        if found is None:
-            created: dict[str, Any] = self.kube.create(manifest, MD[1])
-            return created
-        from serinus_operator.rollout.patch import merge_diff
-
-        # What kubectl apply sends: removed fields are nulls in the merge patch.
-        diff = merge_diff(found.get("spec") or {}, manifest["spec"])
-        patched: dict[str, Any] = self.kube.patch(
-            *MD, NAMESPACE, manifest["metadata"]["name"], {"spec": diff}
-        )
-        return patched
+        """``kubectl apply --server-side``: fields the manifest no longer has are removed."""
+        manifest = {**manifest, "metadata": {**manifest["metadata"], "namespace": self.namespace}}
+        applied: dict[str, Any] = self.kube.apply(manifest)
+        return applied
 
     def get(self, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self.kube.get(*MD, NAMESPACE, name)
+        found: dict[str, Any] | None = self.kube.get(*MD, self.namespace, name)
         return found
+
+    def delete(self, name: str) -> None:
+        self.kube.delete(*MD, self.namespace, name)
 
     def status(self, name: str) -> dict[str, Any]:
         return (self.get(name) or {}).get("status") or {}
 
     def annotate_action(self, name: str, value: str) -> None:
         self.kube.patch(
-            *MD, NAMESPACE, name, {"metadata": {"annotations": {"serinus.dev/action": value}}}
+            *MD, self.namespace, name, {"metadata": {"annotations": {"serinus.dev/action": value}}}
         )
 
     def wait_status(
@@ -295,7 +224,7 @@ class Cluster:
 
     # ----------------------------------------------------------- children
     def objects(self, api_version: str, plural: str) -> list[dict[str, Any]]:
-        return self.kube.list(api_version, plural, NAMESPACE)
+        return self.kube.list(api_version, plural, self.namespace)
 
     def names(self, api_version: str, plural: str) -> set[str]:
         return {o["metadata"]["name"] for o in self.objects(api_version, plural)}
@@ -303,7 +232,7 @@ class Cluster:
     def routes(self, name: str) -> dict[str, Any]:
         import json
 
-        cm = self.kube.get("v1", "configmaps", NAMESPACE, f"{name}-routes") or {}
+        cm = self.kube.get("v1", "configmaps", self.namespace, f"{name}-routes") or {}
         data = (cm.get("data") or {}).get("routes.json")
         return json.loads(data) if data else {}
 
@@ -313,7 +242,7 @@ class Cluster:
 
     def events(self, name: str) -> list[str]:
         """The Event reasons of ``name`` in the order they were stored (their names are
-        digests, so the order is the resourceVersion's)."""
+        digests; resourceVersions are etcd revisions, increasing with every write)."""
         found = sorted(
             self.objects("v1", "events"), key=lambda e: int(e["metadata"]["resourceVersion"])
         )

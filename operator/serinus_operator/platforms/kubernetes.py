@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -166,6 +167,25 @@ def load_credentials(*, kubeconfig: str | None = None, context: str | None = Non
 # --- the client ------------------------------------------------------------------------------
 
 
+def tls_context(credentials: Credentials) -> ssl.SSLContext:
+    """The TLS settings of a kubeconfig: its CA (or the system's), its client certificate.
+
+    Built here rather than through httpx's ``verify=<path>`` and ``cert=``: httpx 0.28+
+    deprecates both, and with a CA path it drops the client certificate, so a kubeconfig
+    with client certificates (kubeadm's admin.conf, kind's) was silently anonymous.
+    """
+    if credentials.ca_path:
+        ctx = ssl.create_default_context(cafile=credentials.ca_path)
+    else:
+        ctx = ssl.create_default_context()
+    if credentials.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if credentials.cert_path:
+        ctx.load_cert_chain(credentials.cert_path, credentials.key_path or None)
+    return ctx
+
+
 class KubeClient:
     """A small async JSON client for the calls the operator and the CLI make."""
 
@@ -178,16 +198,8 @@ class KubeClient:
     ) -> None:
         self.credentials = credentials
         self.health = health or ApiHealth(self.probe)
-        verify: Any = False if credentials.insecure else (credentials.ca_path or True)
-        cert = None
-        if credentials.cert_path:
-            cert = (
-                (credentials.cert_path, credentials.key_path)
-                if credentials.key_path
-                else (credentials.cert_path)
-            )
         self._http = httpx.AsyncClient(
-            base_url=credentials.server, verify=verify, cert=cert, timeout=timeout
+            base_url=credentials.server, verify=tls_context(credentials), timeout=timeout
         )
 
     async def aclose(self) -> None:

@@ -20,14 +20,14 @@ APPS = f"/apis/apps/v1/namespaces/{NS}"
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RealCluster]:
-    with RealCluster() as cluster, cluster.client() as api:
+def cluster(real_cluster: RealCluster) -> Iterator[RealCluster]:
+    with real_cluster.client() as api:
         api.post("/api/v1/namespaces", json={"metadata": {"name": NS}}).raise_for_status()
         wait_for(
             lambda: api.get(f"/api/v1/namespaces/{NS}/serviceaccounts/default").is_success,
             what="the namespace's default ServiceAccount",
         )
-        yield cluster
+        yield real_cluster
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from serinus_operator.api import parse
-from support.cluster import NAMESPACE, Cluster
+from support.cluster import Cluster
 from support.prometheus import prometheus
 from support.serve import free_port
 
@@ -67,7 +67,7 @@ def manifest(version: str) -> dict[str, Any]:
     return {
         "apiVersion": "serinus.dev/v1alpha1",
         "kind": "ModelDeployment",
-        "metadata": {"name": "fraud", "namespace": NAMESPACE},
+        "metadata": {"name": "fraud"},
         "spec": {
             "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
             "replicas": 1,
@@ -100,7 +100,7 @@ def test_canary_rolled_back_when_analysis_fails(
     workdir = tmp_path / "prometheus"
     workdir.mkdir()
     with prometheus(
-        [f"127.0.0.1:{exporter.port}"], workdir=workdir, labels={"namespace": NAMESPACE}
+        [f"127.0.0.1:{exporter.port}"], workdir=workdir, labels={"namespace": cluster.namespace}
     ) as prom:
         cluster.operator.prometheus_url = prom.url
         cluster.operator.start()

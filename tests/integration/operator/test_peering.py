@@ -1,5 +1,6 @@
 """High availability: two operator replicas with kopf peering; one acts, the other takes
-over when it dies (kopf's peering object lives in the faithful kmock API)."""
+over when it dies. The peering CRD is the chart's, and the peering rights are the ones the
+chart grants (support.operator_rbac), bound in the test's namespace."""
 
 from __future__ import annotations
 
@@ -7,17 +8,46 @@ from pathlib import Path
 
 import pytest
 
-from support.cluster import NAMESPACE, Cluster, Operator, md
+from support.cluster import Cluster, Operator, md
+from support.operator_rbac import PEERING_VERBS
+from support.real_kube import OPERATOR_NAMESPACE, OPERATOR_SA
 
 pytestmark = pytest.mark.integration
 
 
 def test_standby_replica_takes_over(cluster: Cluster, tmp_path: Path) -> None:
+    ns = cluster.namespace
+    rules = [
+        {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": sorted(PEERING_VERBS)}
+    ]
+    cluster.kube.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "serinus-peering", "namespace": ns},
+            "rules": rules,
+        }
+    )
+    cluster.kube.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "serinus-peering", "namespace": ns},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "serinus-peering",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NAMESPACE}
+            ],
+        }
+    )
     cluster.kube.create(
         {
             "apiVersion": "kopf.dev/v1",
             "kind": "KopfPeering",
-            "metadata": {"name": "serinus", "namespace": NAMESPACE},
+            "metadata": {"name": "serinus", "namespace": ns},
         },
         "kopfpeerings",
     )
@@ -28,7 +58,12 @@ def test_standby_replica_takes_over(cluster: Cluster, tmp_path: Path) -> None:
     cluster.apply(md("v1"))
     cluster.wait_status("fraud", lambda s: s.get("phase") == "Stable", what="v1")
     second = Operator(
-        kube=cluster.kube, workdir=tmp_path, peering="serinus", priority=50, name="second"
+        kube=cluster.kube,
+        workdir=tmp_path,
+        namespace=ns,
+        peering="serinus",
+        priority=50,
+        name="second",
     )
     second.env["POD_ID"] = "second"
     second.start()

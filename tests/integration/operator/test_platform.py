@@ -1,5 +1,6 @@
-"""The Kubernetes platform's API calls against the faithful kmock API: idempotent apply,
-preconditions, the status subresource, owner references (and the fixture's own fidelity)."""
+"""The Kubernetes platform's API calls against a real API server: idempotent apply,
+preconditions, the status subresource, owner references collected by the real garbage
+collector."""
 
 from __future__ import annotations
 
@@ -17,25 +18,48 @@ from serinus_operator.platforms.kubernetes import (
     KubernetesPlatform,
     md_path,
 )
-from support.kube_api import KubeApi
+from support.real_cluster import wait_for
+from support.real_kube import RealKube
 
 pytestmark = pytest.mark.integration
 
-NS = "ml"
+NS = "platform"
 
 
-@pytest.fixture
-def kube() -> Iterator[KubeApi]:
-    api = KubeApi()
+@pytest.fixture(scope="module")
+def kube(real_kube: RealKube) -> Iterator[RealKube]:
+    real_kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     try:
-        yield api
+        yield real_kube
     finally:
-        api.close()
+        real_kube.delete("v1", "namespaces", None, NS)
 
 
-def run(kube: KubeApi, work: Any) -> Any:
+@pytest.fixture(autouse=True)
+def clean(kube: RealKube) -> None:
+    """Each test starts without the objects the others make."""
+    kube.delete("v1", "configmaps", NS, "x")
+    kube.delete("serinus.dev/v1alpha1", "modeldeployments", NS, "fraud")
+    wait_for(
+        lambda: (
+            kube.get("v1", "configmaps", NS, "x") is None
+            and kube.get("serinus.dev/v1alpha1", "modeldeployments", NS, "fraud") is None
+        ),
+        what="a clean namespace",
+    )
+
+
+def run(kube: RealKube, work: Any) -> Any:
+    d = kube.cluster.dir
+
     async def go() -> Any:
-        client = KubeClient(Credentials(server=kube.url, token="t"))
+        credentials = Credentials(
+            server=kube.url,
+            ca_path=str(kube.cluster.ca_path),
+            cert_path=str(d / "admin.crt"),
+            key_path=str(d / "admin.key"),
+        )
+        client = KubeClient(credentials)
         try:
             return await work(KubernetesPlatform(client))
         finally:
@@ -53,7 +77,7 @@ def config_map(value: str) -> dict[str, Any]:
     }
 
 
-def test_apply_writes_only_what_changed(kube: KubeApi) -> None:
+def test_apply_writes_only_what_changed(kube: RealKube) -> None:
     async def work(p: KubernetesPlatform) -> None:
         await p.apply(config_map("a"))
         first = kube.get("v1", "configmaps", NS, "x")
@@ -78,12 +102,15 @@ def md_object() -> dict[str, Any]:
         "apiVersion": "serinus.dev/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": "fraud", "namespace": NS},
-        "spec": {"model": {"uri": "https://m/v1.onnx", "version": "v1"}},
+        "spec": {
+            "model": {"uri": "https://m/v1.onnx", "version": "v1"},
+            "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 50}]}},
+        },
         "status": {"phase": "Stable"},
     }
 
 
-def test_status_is_a_subresource_with_optimistic_locking(kube: KubeApi) -> None:
+def test_status_is_a_subresource_with_optimistic_locking(kube: RealKube) -> None:
     created = kube.create(md_object(), "modeldeployments")
     assert "status" not in created, "status is not writable through the main resource"
     assert created["metadata"]["generation"] == 1 and created["metadata"]["uid"]
@@ -107,7 +134,7 @@ def test_status_is_a_subresource_with_optimistic_locking(kube: KubeApi) -> None:
     run(kube, work)
 
 
-def test_deleting_the_owner_collects_its_children(kube: KubeApi) -> None:
+def test_deleting_the_owner_collects_its_children(kube: RealKube) -> None:
     owner = kube.create(md_object(), "modeldeployments")
     uid = owner["metadata"]["uid"]
     child = config_map("a")
@@ -122,4 +149,7 @@ def test_deleting_the_owner_collects_its_children(kube: KubeApi) -> None:
     ]
     kube.create(child, "configmaps")
     kube.delete("serinus.dev/v1alpha1", "modeldeployments", NS, "fraud")
-    assert kube.get("v1", "configmaps", NS, "x") is None
+    wait_for(
+        lambda: kube.get("v1", "configmaps", NS, "x") is None,
+        what="the garbage collector to delete the child",
+    )

@@ -1,13 +1,13 @@
-"""Rollouts driven end to end by the real operator process against the faithful kmock API.
+"""Rollouts driven end to end by the real operator process against a real control plane.
 
-Readiness comes from the test's Deployment controller (tests/support/cluster.py); traffic is
-read back from what the operator wrote (the router's routing-table ConfigMap or the public
-Service); rollout state from the ModelDeployment's status.
+Readiness comes from Kubernetes' own Deployment and ReplicaSet controllers over the stand-in
+kubelet's pods (tests/support/real_cluster.py); traffic is read back from what the operator
+wrote (the router's routing-table ConfigMap or the public Service); rollout state from the
+ModelDeployment's status.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from support.cluster import NAMESPACE, Cluster, md, wait_for
+from support.cluster import Cluster, md, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def kubectl_serinus(cluster: Cluster, *args: str) -> subprocess.CompletedProcess
             "--kubeconfig",
             str(kubeconfig),
             "-n",
-            NAMESPACE,
+            cluster.namespace,
         ],
         capture_output=True,
         text=True,
@@ -121,7 +121,7 @@ def test_blue_green_rolls_back_inside_the_window(cluster: Cluster) -> None:
     cluster.apply(md("v2", strategy=strategy, traffic={"provider": "Service"}))
 
     def public_selects(revision: str) -> bool:
-        svc = cluster.kube.get("v1", "services", NAMESPACE, "fraud") or {}
+        svc = cluster.kube.get("v1", "services", cluster.namespace, "fraud") or {}
         return (svc.get("spec") or {}).get("selector", {}).get("serinus.dev/revision") == revision
 
     s = cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 100, what="switch")
@@ -182,8 +182,9 @@ def test_failing_revision_never_takes_traffic_and_rolls_back(cluster: Cluster) -
     from serinus_operator.api import parse
 
     manifest = md("v2", progressDeadline="3s")
-    v2 = parse({**manifest, "metadata": {"name": "fraud", "namespace": NAMESPACE}}).spec.revision
-    cluster.controller.failing.add(v2)
+    meta = {"name": "fraud", "namespace": cluster.namespace}
+    v2 = parse({**manifest, "metadata": meta}).spec.revision
+    cluster.fail_revision("fraud", v2)
     cluster.apply(manifest)
     s = cluster.wait_status(
         "fraud",
@@ -242,27 +243,35 @@ def test_deletion_takes_every_child_with_it(cluster: Cluster) -> None:
     cluster.operator.start()
     v1 = deploy_stable(cluster)
     assert f"fraud-{v1}" in cluster.names("apps/v1", "deployments")
-    cluster.kube.delete("serinus.dev/v1alpha1", "modeldeployments", NAMESPACE, "fraud")
+    cluster.delete("fraud")
     wait_for(lambda: cluster.get("fraud") is None, what="the ModelDeployment gone")
+    # Collected by the real garbage collector, through ownerReferences.
     wait_for(lambda: not cluster.names("apps/v1", "deployments"), what="Deployments collected")
-    assert not cluster.names("v1", "configmaps")
-    assert not cluster.names("v1", "services")
+    wait_for(lambda: not cluster.names("apps/v1", "replicasets"), what="ReplicaSets collected")
+    wait_for(lambda: not cluster.names("v1", "pods"), what="pods collected")
+    wait_for(lambda: not cluster.names("v1", "services"), what="Services collected")
+    wait_for(
+        lambda: cluster.names("v1", "configmaps") <= {"kube-root-ca.crt"},
+        what="the routing table collected",
+    )
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl on PATH")
 def test_kubectl_apply_of_the_examples(cluster: Cluster, tmp_path: Path) -> None:
-    """kubectl itself (client-side apply) against the same API, with every example."""
+    """kubectl itself (client-side apply, server-side field validation) as a platform team
+    would, with every example."""
     cluster.operator.start()
-    kubeconfig = tmp_path / "kubectl.yaml"
-    kubeconfig.write_text(json.dumps(cluster.kube.kubeconfig(NAMESPACE)))
+    kubeconfig = cluster.kube.cluster.kubeconfig  # a person with rights to create them
     for example in sorted((ROOT / "manifests" / "examples").glob("*.yaml")):
         result = subprocess.run(
             [
                 "kubectl",
                 "--kubeconfig",
                 str(kubeconfig),
+                "-n",
+                cluster.namespace,
                 "apply",
-                "--validate=false",
+                "--validate=strict",
                 "-f",
                 str(example),
             ],
@@ -274,7 +283,7 @@ def test_kubectl_apply_of_the_examples(cluster: Cluster, tmp_path: Path) -> None
         assert result.returncode == 0, result.stderr
     names = {
         o["metadata"]["name"]
-        for o in cluster.kube.list("serinus.dev/v1alpha1", "modeldeployments", NAMESPACE)
+        for o in cluster.kube.list("serinus.dev/v1alpha1", "modeldeployments", cluster.namespace)
     }
     assert names
     for name in names:

@@ -15,7 +15,7 @@ import pytest
 
 from serinus_operator.analysis.providers.webhook import call_one
 from serinus_operator.api import WebhookSpec, WebhookType
-from support.cluster import NAMESPACE, Cluster, md, wait_for
+from support.cluster import Cluster, md, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,7 @@ def test_operator_gates_a_rollout_on_its_webhooks(cluster: Cluster, hooks: Hooks
     v2 = s["candidate"]["revision"]
     pre = [body for path, body in hooks.calls if path == "/pre"]
     assert pre and pre[0]["type"] == "PreRollout" and pre[0]["name"] == "fraud"
-    assert pre[0]["namespace"] == NAMESPACE and pre[0]["candidate"]["revision"] == v2
+    assert pre[0]["namespace"] == cluster.namespace and pre[0]["candidate"]["revision"] == v2
     assert pre[0]["metadata"] == {"suite": "smoke"}
     assert pre[0]["weights"]["candidate"] == 0, "PreRollout is asked before any traffic"
     wait_for(lambda: "/confirm" in hooks.paths(), what="ConfirmPromotion asked")
