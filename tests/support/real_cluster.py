@@ -198,9 +198,44 @@ class RealCluster:
             "--endpoint-reconciler-type=none",
             # Close open watches after 1 s on SIGTERM, not when they time out (minutes).
             "--shutdown-watch-termination-grace-period=1s",
+            # Who did what, as the API server saw and authorized it (see audit()).
+            f"--audit-policy-file={self._audit_policy()}",
+            f"--audit-log-path={self.dir / 'audit.log'}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
         )
         with self.client() as api:
             wait_for(lambda: self._ok(api, "/readyz", "kube-apiserver"), what="/readyz")
+
+    def _audit_policy(self) -> Path:
+        path = self.dir / "audit-policy.yaml"
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata"}],
+        }
+        path.write_text(yaml.safe_dump(policy))
+        return path
+
+    def audit(self, *, user: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The API server's audit events of ``user`` (in ``namespace`` if given): what it
+        asked and what it was answered. A request appears once when complete; a watch, which
+        completes only when it ends, also when its response started."""
+        out = []
+        for line in (self.dir / "audit.log").read_text().splitlines():
+            event = json.loads(line)
+            if event.get("stage") not in ("ResponseStarted", "ResponseComplete", "Panic"):
+                continue
+            if (event.get("user") or {}).get("username") != user:
+                continue
+            if (
+                namespace is not None
+                and (event.get("objectRef") or {}).get("namespace") != namespace
+            ):
+                continue
+            out.append(event)
+        return out
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An httpx client for the API server, authenticated as the admin (system:masters)."""

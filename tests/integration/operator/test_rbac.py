@@ -1,7 +1,9 @@
-"""The operator's RBAC is exactly what it uses: recorded from a real run, compared with
-``manifests/install/rbac.yaml`` (and the chart renders the same rules; see
-tests/unit/chart). A rule the operator never exercises is a privilege it should not hold;
-a call it makes without a rule would be a 403 on a real cluster."""
+"""The operator's RBAC is exactly what it uses. The operator runs under the ServiceAccount
+that ``manifests/install/rbac.yaml`` binds, with a real token, so the API server's RBAC
+authorizes every call: a call without a rule is a 403, which the API server's own audit log
+shows (and none may). The audit log also says which rules a whole rollout exercised; a rule
+never exercised is a privilege it should not hold (the chart renders the same rules; see
+tests/unit/chart)."""
 
 from __future__ import annotations
 
@@ -14,13 +16,16 @@ import yaml
 
 from support.cluster import Cluster
 from support.cluster import md as cluster_md
+from support.real_kube import OPERATOR_NAMESPACE, OPERATOR_SA
+
+OPERATOR = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 RBAC = ROOT / "manifests" / "install" / "rbac.yaml"
 
-#: Granted but not exercised against the emulator, each for a reason.
+#: Granted but not exercised by this rollout, each for a reason.
 NOT_EXERCISED = {
     # The GatewayAPI provider; its objects are covered by unit tests of the builders.
     ("gateway.networking.k8s.io", "httproutes", "get"),
@@ -74,13 +79,25 @@ def test_rbac_is_exactly_what_the_operator_uses(cluster: Cluster) -> None:
     cluster.wait_status(
         "fraud", lambda s: "previous" not in s or not s["previous"], what="v1 removed"
     )
-    cluster.kube.delete("serinus.dev/v1alpha1", "modeldeployments", "ml", "fraud")
+    cluster.delete("fraud")
     deadline = time.monotonic() + 20
     while cluster.get("fraud") is not None and time.monotonic() < deadline:
         time.sleep(0.1)
-    # Only the operator's calls are recorded (by User-Agent: kopf's and the platform's),
-    # not the test harness's.
-    used = cluster.kube.emulator.calls
+    events = cluster.kube.cluster.audit(user=OPERATOR, namespace=cluster.namespace)
+    refused = [
+        (e["verb"], e["objectRef"], e["responseStatus"])
+        for e in events
+        if e["responseStatus"].get("code") in (401, 403)
+    ]
+    assert not refused, refused
+    used = {
+        (
+            e["objectRef"].get("apiGroup", ""),
+            "/".join(filter(None, [e["objectRef"]["resource"], e["objectRef"].get("subresource")])),
+            e["verb"],
+        )
+        for e in events
+    }
     rules = granted()
     assert used - rules == set(), f"calls without a rule: {sorted(used - rules)}"
     unused = rules - used - NOT_EXERCISED
