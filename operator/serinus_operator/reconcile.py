@@ -22,7 +22,7 @@ from serinus_operator.analysis.run import measure, resolve, variables_for
 from serinus_operator.analysis.templates import TemplateError
 from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
 from serinus_operator.api import WebhookType
-from serinus_operator.platforms.base import ObjectRef, Platform
+from serinus_operator.platforms.base import Conflict, ObjectRef, Platform
 from serinus_operator.rollout import (
     Decision,
     EnsureRevision,
@@ -222,11 +222,53 @@ async def reconcile(
     patch = merge_diff(stored_status, new_status)
     stored: Mapping[str, Any] = obj
     if patch:
-        stored = await platform.write_status(ref, patch, resource_version=version or None)
+        stored = await _write_status(platform, ref, obj, patch)
     await post(platform, ref, fresh)  # what is not posted now is posted by the next pass
     if telemetry is not None:
         telemetry.observe_status(ref.namespace, ref.name, status, decision.status)
     return Result(decision=decision, stored=stored)
+
+
+#: Conditional status writes retried when only what the decision did not read changed.
+WRITE_ATTEMPTS = 5
+
+
+def _same_inputs(read: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
+    """Whether ``now`` would be decided exactly as ``read`` was: same object, spec, status
+    and manual request. Labels and other annotations (a GitOps tool's, say) do not count."""
+    a, b = read.get("metadata") or {}, now.get("metadata") or {}
+    request = api.ACTION_ANNOTATION
+    return (
+        a.get("uid") == b.get("uid")
+        and a.get("generation") == b.get("generation")
+        and a.get("deletionTimestamp") == b.get("deletionTimestamp")
+        and (a.get("annotations") or {}).get(request) == (b.get("annotations") or {}).get(request)
+        and read.get("spec") == now.get("spec")
+        and (read.get("status") or {}) == (now.get("status") or {})
+    )
+
+
+async def _write_status(
+    platform: Platform, ref: ObjectRef, obj: Mapping[str, Any], patch: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """Write ``patch`` on condition that nothing the decision read has changed.
+
+    The write names the resourceVersion that was read, so a concurrent change is a 409.
+    When the change touched nothing the decision read (another client's labels), the same
+    patch is still right: it is written again on the new resourceVersion rather than the
+    whole pass redone, so an object that others write to often cannot starve the rollout.
+    Anything else raises :class:`Conflict` and the caller decides again from the store.
+    """
+    version = str((obj.get("metadata") or {}).get("resourceVersion") or "") or None
+    for _ in range(WRITE_ATTEMPTS):
+        try:
+            return await platform.write_status(ref, patch, resource_version=version)
+        except Conflict:
+            now = await platform.get(ref.namespace, ref.name)
+            if now is None or not _same_inputs(obj, now):
+                raise
+            version = str((now.get("metadata") or {}).get("resourceVersion") or "") or None
+    raise Conflict(f"{ref.namespace}/{ref.name} kept changing under {WRITE_ATTEMPTS} writes")
 
 
 async def _call(

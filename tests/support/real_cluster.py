@@ -207,6 +207,28 @@ class RealCluster:
         with self.client() as api:
             wait_for(lambda: self._ok(api, "/readyz", "kube-apiserver"), what="/readyz")
 
+    def settle(self, timeout: float = 90.0) -> None:
+        """Wait for the controllers to catch up after an API server restart: their watches
+        back off up to 30 s during an outage. A new namespace getting its default
+        ServiceAccount shows that the controller-manager is watching again."""
+        with self.client(timeout=10) as api:
+            name = f"settle-{time.monotonic_ns()}"
+            api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).raise_for_status()
+            sa = f"/api/v1/namespaces/{name}/serviceaccounts/default"
+            wait_for(lambda: api.get(sa).is_success, timeout=timeout, what="controllers back")
+            api.delete(f"/api/v1/namespaces/{name}")
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to now (what a cluster does every 5 minutes): a watch
+        resumed from an older resourceVersion is then answered 410 Gone. Returns the
+        revision compacted to."""
+        with httpx.Client(base_url=self._etcd_url, timeout=10) as etcd:
+            head = etcd.post("/v3/kv/range", json={"key": "AA=="}).raise_for_status().json()
+            revision = int(head["header"]["revision"])
+            body = {"revision": str(revision), "physical": True}
+            etcd.post("/v3/kv/compaction", json=body).raise_for_status()
+        return revision
+
     def _audit_policy(self) -> Path:
         path = self.dir / "audit-policy.yaml"
         policy = {

@@ -31,6 +31,10 @@ class Conflict(Exception):
 
 
 class Platform(Protocol):
+    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The ModelDeployment as stored now (None when it is gone)."""
+        ...
+
     async def observe(
         self, ref: ObjectRef, md: ModelDeployment | None
     ) -> Mapping[str, RevisionObservation]:

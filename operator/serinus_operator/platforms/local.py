@@ -281,6 +281,9 @@ class LocalPlatform:
     ) -> Mapping[str, Any]:
         return self.store.write_status(patch, resource_version=resource_version)
 
+    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.store.snapshot()
+
     # ------------------------------------------------------------------ helpers
     def _add(self, ref: RevisionRef) -> _Revision:
         rev = _Revision(ref=ref, port=self.ports.allocate(), replicas=0)

@@ -41,9 +41,13 @@ class Recorder:
         self.calls: list[tuple[str, Any]] = []
         self.running: dict[str, int] = {}
         self.conflict = False
+        self.meddle: Any = None  # called on the stored object before each status write
         self.names: set[str] = set()  # Events stored, by name, as an API server keeps them
         self.fail: set[str] = set()  # "status", "event": those calls fail; "kill": the
         # pass dies (as the process would) at its first Event post
+
+    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.obj
 
     async def observe(self, ref: ObjectRef, md: ModelDeployment | None) -> Mapping[str, Any]:
         return {rev: RevisionObservation(n, n, True) for rev, n in self.running.items()}
@@ -77,6 +81,10 @@ class Recorder:
     ) -> Mapping[str, Any]:
         if self.conflict:
             raise Conflict("stale")
+        if self.meddle is not None:
+            changed, self.meddle = self.meddle(self.obj), None
+            if changed:
+                raise Conflict("the object changed since it was read")
         if "status" in self.fail:
             raise ApiError(503, "the API server is unavailable")
         self.calls.append(("status", dict(patch)))
@@ -186,6 +194,33 @@ def test_analysis_is_measured_and_fed_back_in_the_same_pass() -> None:
 def test_a_conflict_on_the_status_write_propagates_for_a_retry() -> None:
     p = Recorder(manifest())
     p.conflict = True
+    with pytest.raises(Conflict):
+        run(p)
+
+
+def test_a_conflict_from_another_clients_labels_is_written_again_not_decided_again() -> None:
+    p = Recorder(manifest())
+    read = dict(p.obj)
+
+    def relabel(obj: dict[str, Any]) -> bool:
+        p.obj = {**obj, "metadata": {**obj["metadata"], "labels": {"gitops": "synced"}}}
+        return True
+
+    p.meddle = relabel
+    run(p)
+    assert [k for k, _ in p.calls].count("status") == 1
+    assert p.obj["status"]["stable"]["version"] == "v1"
+    assert read["metadata"].get("labels") is None
+
+
+def test_a_conflict_that_changed_the_spec_is_decided_again() -> None:
+    p = Recorder(manifest())
+
+    def respec(obj: dict[str, Any]) -> bool:
+        p.obj = {**obj, "spec": {**obj["spec"], "replicas": 5}}
+        return True
+
+    p.meddle = respec
     with pytest.raises(Conflict):
         run(p)
 
