@@ -53,9 +53,10 @@ def stamp(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
 
 
-def recovery_seconds(cluster: Cluster, *, since: datetime) -> float:
+def recovery_seconds(cluster: Cluster, *, since: datetime) -> tuple[float, float]:
     """From the restarted API server's first answer to anyone, to the operator's first
-    successful status write: read from the API server's own audit log."""
+    request, and to its first status write (the due step applied): from the API server's
+    own audit log."""
     real = cluster.kube.cluster
     answered = [
         e
@@ -63,14 +64,16 @@ def recovery_seconds(cluster: Cluster, *, since: datetime) -> float:
         if stamp(e) > since and e["responseStatus"].get("code", 500) < 500
     ]
     first = min(stamp(e) for e in answered)
+    mine = [e for e in answered if e["user"]["username"] == OPERATOR]
     writes = [
         stamp(e)
-        for e in answered
+        for e in mine
         if (e.get("objectRef") or {}).get("subresource") == "status"
         and e["verb"] == "patch"
         and e["objectRef"].get("namespace") == cluster.namespace
     ]
-    return (min(writes) - first).total_seconds()
+    request = min(stamp(e) for e in mine)
+    return (request - first).total_seconds(), (min(writes) - first).total_seconds()
 
 
 #: How long the API server stays down; BENCHMARKS.md also has 120 s
@@ -95,11 +98,15 @@ def test_api_server_down_for_30s_mid_rollout(cluster: Cluster, record_property: 
         cluster.wait_status(
             "fraud", lambda s: s["traffic"]["candidate"] == 60, timeout=60, what="60% after"
         )
-        recovery = recovery_seconds(cluster, since=down_until)
-        record_property("recovery_seconds", round(recovery, 2))
-        print(f"recovery after a {OUTAGE:.0f} s API outage: {recovery:.2f} s")
+        request, step = recovery_seconds(cluster, since=down_until)
+        record_property("first_request_seconds", round(request, 2))
+        record_property("step_applied_seconds", round(step, 2))
+        print(
+            f"after a {OUTAGE:.0f} s API outage: the operator's first request {request:.2f} s, "
+            f"the due step applied {step:.2f} s after the API server first answered"
+        )
         # The loop's back-off had reached 16-32 s; without the health probe it would wait.
-        assert recovery < 5, f"{recovery:.1f} s from the API's return to the due step"
+        assert step < 5, f"{step:.1f} s from the API's return to the due step"
         log = cluster.operator.log_text()
         assert "does not answer" in log and "answers again" in log, log[-3000:]
         cluster.wait_events("fraud", "StepAdvanced")
