@@ -6,11 +6,17 @@ change applies as soon as the API server sends it. Mounted ConfigMaps are refres
 kubelet only every minute or so — far too slow for a rollback.
 
 The API is spoken directly over ``httpx`` (only the operator's Kubernetes platform imports
-the ``kubernetes`` client). Protocol, as client-go's reflector does it:
+the ``kubernetes`` client). Protocol, close to client-go's reflector (which LISTs; the
+router's Role grants only get and watch):
 
-1. GET the object: the current table and its ``resourceVersion`` (404: no table yet).
-2. Watch ``?watch=true&fieldSelector=metadata.name=NAME&resourceVersion=RV`` and apply each
-   ADDED/MODIFIED event; BOOKMARKs only move the resourceVersion.
+1. GET the object: the current table (404: no table yet).
+2. Watch ``?watch=true&fieldSelector=metadata.name=NAME`` from "now" (no resourceVersion:
+   the server starts the stream with the object as it is, an ADDED event that changes
+   nothing if the table is the one just read) and apply each ADDED/MODIFIED event;
+   BOOKMARKs only move the resourceVersion. Not from the object's own resourceVersion: the
+   server keeps a window of recent changes only and answers a watch from before it with
+   410 (after an API server restart, any object unchanged since), and re-reading the object
+   would give the same version again.
 3. When the stream ends (the server's ``timeoutSeconds``), watch again from the last
    resourceVersion; on 410 Gone or an ERROR event, start over at 1.
 4. On connection errors, back off (0.2 s doubling to 5 s) and start over at 1.
@@ -343,8 +349,8 @@ class ConfigMapSource:
         while True:
             try:
                 if fresh:
-                    rv = await self.read()
-                    fresh = False
+                    await self.read()
+                    fresh, rv = False, None  # watch from "now": see step 2 above
                 started = asyncio.get_running_loop().time()
                 rv = await self.watch(rv)
                 # a stream that ends at once, again and again, must not spin

@@ -1,9 +1,9 @@
 """The reconcile pass: the order it applies a decision in, and what it writes.
 
 The platform here is an in-memory recorder implementing the Platform protocol: this tests
-the loop's sequencing, not a platform (the Kubernetes platform runs against the faithful
-kmock API in tests/integration/operator, the Prometheus provider against a real
-Prometheus). The metric provider answers fixed values for the same reason.
+the loop's sequencing, not a platform (the Kubernetes platform runs against a real API
+server in tests/integration/operator, the Prometheus provider against a real Prometheus).
+Failing each write in turn is only possible with a stand-in, which is why it is here. The metric provider answers fixed values for the same reason.
 """
 
 from __future__ import annotations
