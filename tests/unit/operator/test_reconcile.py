@@ -3,7 +3,8 @@
 The platform here is an in-memory recorder implementing the Platform protocol: this tests
 the loop's sequencing, not a platform (the Kubernetes platform runs against a real API
 server in tests/integration/operator, the Prometheus provider against a real Prometheus).
-Failing each write in turn is only possible with a stand-in, which is why it is here. The metric provider answers fixed values for the same reason.
+Failing each write in turn is only possible with a stand-in, which is why it is here.
+The metric provider answers fixed values for the same reason.
 """
 
 from __future__ import annotations
