@@ -58,22 +58,33 @@ def answered(event: dict[str, Any]) -> bool:
     return event["responseStatus"].get("code", 500) in (*range(200, 300), 404, 409)
 
 
-def recovery_seconds(cluster: Cluster, *, since: datetime) -> tuple[float, float]:
-    """From the restarted API server's first served request (anyone's), to the operator's
-    first served request, and to its first status write (the due step applied): all from
-    the API server's own audit log."""
+def recovery_seconds(cluster: Cluster, *, since: datetime) -> dict[str, float]:
+    """When the operator acted again, from the API server's own audit log: its first served
+    request and its first status write (the due step applied), each counted from the
+    restarted API server's first served request (anyone's) and from its first ready
+    ``/readyz`` (the harness asks every 50 ms)."""
     events = [e for e in cluster.kube.cluster.audit(user=None) if stamp(e) > since]
-    first = min(stamp(e) for e in events if answered(e))
+    served = min(stamp(e) for e in events if answered(e))
+    ready = min(
+        stamp(e)
+        for e in events
+        if e.get("requestURI", "").startswith("/readyz") and e["responseStatus"].get("code") == 200
+    )
     mine = [e for e in events if e["user"]["username"] == OPERATOR and answered(e)]
-    writes = [
+    write = min(
         stamp(e)
         for e in mine
         if (e.get("objectRef") or {}).get("subresource") == "status"
         and e["verb"] == "patch"
         and e["objectRef"].get("namespace") == cluster.namespace
-    ]
+    )
     request = min(stamp(e) for e in mine)
-    return (request - first).total_seconds(), (min(writes) - first).total_seconds()
+    return {
+        "request_after_served": (request - served).total_seconds(),
+        "step_after_served": (write - served).total_seconds(),
+        "request_after_ready": (request - ready).total_seconds(),
+        "step_after_ready": (write - ready).total_seconds(),
+    }
 
 
 #: How long the API server stays down; BENCHMARKS.md also has 120 s
@@ -98,14 +109,15 @@ def test_api_server_down_for_30s_mid_rollout(cluster: Cluster, record_property: 
         cluster.wait_status(
             "fraud", lambda s: s["traffic"]["candidate"] == 60, timeout=60, what="60% after"
         )
-        request, step = recovery_seconds(cluster, since=down_until)
-        record_property("first_request_seconds", round(request, 2))
-        record_property("step_applied_seconds", round(step, 2))
+        figures = recovery_seconds(cluster, since=down_until)
+        for key, value in figures.items():
+            record_property(key, round(value, 2))
         print(
-            f"after a {OUTAGE:.0f} s API outage: the operator's first request {request:.2f} s, "
-            f"the due step applied {step:.2f} s after the API server served again"
+            f"after a {OUTAGE:.0f} s API outage, seconds: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
         )
-        # The loop's back-off had reached 16-32 s; without the health probe it would wait.
+        # The loop's back-off had reached 16-60 s; without the health probe it would wait.
+        step = figures["step_after_served"]
         assert step < 5, f"{step:.1f} s from the API's return to the due step"
         log = cluster.operator.log_text()
         assert "does not answer" in log and "answers again" in log, log[-3000:]
