@@ -25,8 +25,23 @@ PLURAL: Final = "modeldeployments"
 ACTION_ANNOTATION: Final = f"{GROUP}/action"
 MAX_NAME_LENGTH: Final = 52  # "<name>-<revision>" must fit a 63-character label value
 REVISION_LENGTH: Final = 10
-BUILTIN_METRICS: Final = ("error-rate", "drift", "agreement")
-_LATENCY_METRIC = re.compile(r"^latency-p(50|75|90|95|99|999)$")
+#: The latency checks' quantiles, by the suffix of their name (``latency-p99``).
+LATENCY_QUANTILES: Final = {
+    "p50": 0.5,
+    "p75": 0.75,
+    "p90": 0.9,
+    "p95": 0.95,
+    "p99": 0.99,
+    "p999": 0.999,
+}
+#: Every check a metric may name without a query: the one list. analysis/templates.py has a
+#: query for each, and the CRD's CEL rule is tested against it on a real API server.
+BUILTIN_CHECKS: Final = (
+    "error-rate",
+    "drift",
+    "agreement",
+    *(f"latency-{q}" for q in LATENCY_QUANTILES),
+)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -586,10 +601,10 @@ def _parse_metric(data: object, path: str) -> MetricSpec:
     if not _DNS_LABEL.match(name) or len(name) > 63:
         raise SpecError(f"{path}.name", "use lowercase letters, digits and '-', e.g. 'error-rate'")
     query = _str(m, "query", path, None)
-    if query is None and name not in BUILTIN_METRICS and not _LATENCY_METRIC.match(name):
+    if query is None and name not in BUILTIN_CHECKS:
         raise SpecError(
             f"{path}.query",
-            f"{name!r} is not a built-in metric ({', '.join(BUILTIN_METRICS)}, latency-pNN): "
+            f"{name!r} is not a built-in metric ({', '.join(BUILTIN_CHECKS)}): "
             "add a PromQL query or use a built-in name",
         )
     lo, hi = _number(m, "min", path), _number(m, "max", path)

@@ -42,6 +42,7 @@ from serinus_operator.rollout.actions import CallWebhooks
 from serinus_operator.rollout.observed import WebhookResult
 from serinus_operator.rollout.patch import merge_diff
 from serinus_operator.telemetry import Telemetry
+from serinus_operator.traffic import check_spec as check_traffic
 from serinus_operator.traffic.base import Routes
 
 log = logging.getLogger("serinus.reconcile")
@@ -182,8 +183,10 @@ async def reconcile(
         )
         status = RolloutStatus()
     notifies: list[Notify] = []
+    md: api.ModelDeployment | None
     try:
-        md: api.ModelDeployment | None = api.parse(obj)
+        md = api.parse(obj)
+        check_traffic(md.spec)  # what the provider cannot carry out is invalid too
     except api.SpecError as error:
         md = None
         decision = invalid(status, error, generation, clock())

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from serinus_operator.api import LATENCY_QUANTILES
+
 #: Variables a query may use, as ``{{ name }}``.
 VARIABLES = ("namespace", "name", "stable", "candidate", "interval")
 _VAR = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
@@ -55,11 +57,15 @@ BUILTIN: Mapping[str, Check] = {
         description="share of the candidate's requests answered with a 5xx",
         max=0.01,
     ),
-    "latency-p50": Check(_latency(0.5), "median request latency of the candidate, seconds"),
-    "latency-p95": Check(_latency(0.95), "95th-percentile latency of the candidate, seconds"),
-    "latency-p99": Check(
-        _latency(0.99), "99th-percentile latency of the candidate, seconds", max=0.5
-    ),
+    **{
+        f"latency-{suffix}": Check(
+            _latency(quantile),
+            f"{quantile * 100:g}th-percentile request latency of the candidate, seconds",
+            # p99 has a default bound; other quantiles are too workload-specific for one.
+            max=0.5 if suffix == "p99" else None,
+        )
+        for suffix, quantile in LATENCY_QUANTILES.items()
+    },
     "request-count": Check(
         query=f"sum(increase(serinus_requests_total{{{_CANDIDATE}}}[{{{{ interval }}}}]))",
         description="requests the candidate served in the interval (no verdict on no traffic)",

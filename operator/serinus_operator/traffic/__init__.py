@@ -6,6 +6,7 @@ executor applies the objects ``desired`` returns and feeds what it finds back to
 
 from __future__ import annotations
 
+from serinus_operator.api import ModelDeploymentSpec, SpecError
 from serinus_operator.api import TrafficProvider as ProviderKind
 from serinus_operator.resources.meta import PUBLIC_PORT, REVISION_PORT
 from serinus_operator.traffic.base import Routes, TrafficProvider, UnsupportedRoutes
@@ -31,6 +32,16 @@ def make_provider(
     return ServiceProvider(public_port=public_port)
 
 
+def check_spec(spec: ModelDeploymentSpec) -> None:
+    """Refuse a spec its traffic provider cannot carry out (the strategy, or an analysis
+    metric it cannot feed) with a :class:`SpecError` that names the fix: the rollout then
+    waits in Degraded with a condition and an Event rather than starting and failing."""
+    provider = make_provider(spec.traffic.provider)
+    for problem in (provider.check(spec.strategy), provider.check_analysis(spec.analysis)):
+        if problem is not None:
+            raise SpecError("spec.traffic.provider", problem)
+
+
 __all__ = [
     "GatewayAPIProvider",
     "RouterProvider",
@@ -38,5 +49,6 @@ __all__ = [
     "ServiceProvider",
     "TrafficProvider",
     "UnsupportedRoutes",
+    "check_spec",
     "make_provider",
 ]

@@ -409,6 +409,28 @@ def test_invalid_model_deployments_are_refused_by_the_api_server_and_by_parse(
     assert 'spec.serving.env[1]: Duplicate value: {"name":"MODE"}' in refusals["an env name twice"]
 
 
+NEAR_MISSES = ("latency-p80", "latency-p9999", "latency-99", "request-count", "errors")
+
+
+def test_the_crd_accepts_exactly_the_builtin_checks(real_kube: RealKube, namespace: str) -> None:
+    """One list of built-in checks (``api.BUILTIN_CHECKS``): the CRD's CEL rule, evaluated
+    by the API server itself (a dry run), accepts a metric without a query exactly when
+    ``api.parse`` does, and each accepted name has a query (tests/unit/analysis)."""
+    path = real_kube.path(*MD, namespace)
+    for name in (*api.BUILTIN_CHECKS, *NEAR_MISSES):
+        manifest = md("v1")
+        manifest["metadata"]["namespace"] = namespace
+        manifest["spec"]["analysis"] = {"metrics": [{"name": name, "max": 1}]}
+        answer = real_kube.client.post(path, json=manifest, params={"dryRun": "All"})
+        builtin = name in api.BUILTIN_CHECKS
+        assert answer.status_code == (201 if builtin else 422), (name, answer.text)
+        if builtin:
+            assert api.parse(manifest).spec.analysis is not None
+        else:
+            with pytest.raises(api.SpecError, match="not a built-in metric"):
+                api.parse(manifest)
+
+
 # --- PodSecurity "restricted" and the operator's children ------------------------------------
 
 

@@ -243,6 +243,30 @@ def test_invalid_spec_is_refused_by_the_api_server_and_nothing_changes(cluster: 
     cluster.wait_status("fraud", lambda s: s["traffic"]["candidate"] == 50, what="v2 at 50%")
 
 
+def test_a_spec_the_provider_cannot_carry_out_degrades_and_recovers(cluster: Cluster) -> None:
+    """Valid for the API server (the CRD cannot know which provider feeds which check),
+    refused by the operator with a condition and an Event; traffic stays on stable."""
+    cluster.operator.start()
+    strategy = {"type": "BlueGreen", "blueGreen": {"autoPromote": True, "previewDuration": "1h"}}
+    service = {"provider": "Service"}
+    v1 = deploy_stable(cluster, strategy=strategy, traffic=service)
+    broken = md("v2", strategy=strategy, traffic=service)
+    broken["spec"]["analysis"] = {"metrics": [{"name": "agreement", "min": 0.9}]}
+    cluster.apply(broken)
+    s = cluster.wait_status("fraud", phase("Degraded"), what="Degraded")
+    assert "spec.traffic.provider" in s["message"] and "agreement" in s["message"]
+    assert [c for c in s["conditions"] if c["reason"] == "InvalidSpec"], s["conditions"]
+    cluster.wait_events("fraud", "InvalidSpec")
+    public = cluster.kube.get("v1", "services", cluster.namespace, "fraud") or {}
+    assert public["spec"]["selector"]["serinus.dev/revision"] == v1
+    assert cluster.operator.process is not None and cluster.operator.process.poll() is None
+    cluster.apply(md("v2", strategy=strategy, traffic=service))
+    cluster.wait_status(
+        "fraud", lambda s: (s.get("candidate") or {}).get("version") == "v2", what="recovered"
+    )
+    cluster.wait_events("fraud", "SpecFixed")
+
+
 def test_deletion_takes_every_child_with_it(cluster: Cluster) -> None:
     cluster.operator.start()
     v1 = deploy_stable(cluster)

@@ -168,6 +168,26 @@ def test_invalid_spec_keeps_stable_routed_and_says_why() -> None:
     assert "spec.replicas" in p.obj["status"]["message"]
 
 
+def test_a_check_its_traffic_provider_cannot_feed_degrades_the_spec() -> None:
+    """The CRD accepts agreement with any provider; only the Router compares answers."""
+    blue_green = {"type": "BlueGreen", "blueGreen": {"autoPromote": True}}
+    p = Recorder(manifest(strategy=blue_green, traffic={"provider": "Service"}))
+    run(p)
+    bad = manifest(
+        "v2",
+        strategy=blue_green,
+        traffic={"provider": "Service"},
+        analysis={"metrics": [{"name": "agreement", "min": 0.9}]},
+    )
+    bad["status"] = p.obj["status"]
+    p.obj = bad
+    run(p, now=T0 + timedelta(seconds=5))
+    assert p.obj["status"]["phase"] == "Degraded"
+    assert "spec.traffic.provider" in p.obj["status"]["message"]
+    assert "use traffic.provider Router" in p.obj["status"]["message"]
+    assert ("event", "InvalidSpec") in p.calls
+
+
 def test_analysis_is_measured_and_fed_back_in_the_same_pass() -> None:
     """A failing candidate is never promoted on a failure under failureLimit: it waits for
     the next measurement and is rolled back past the limit."""
