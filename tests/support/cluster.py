@@ -240,13 +240,22 @@ class Cluster:
         revisions = self.routes(name).get("revisions") or {}
         return {rev: int(r.get("weight", 0)) for rev, r in revisions.items()}
 
-    def events(self, name: str) -> list[str]:
-        """The Event reasons of ``name`` in the order they were stored (their names are
-        digests; resourceVersions are etcd revisions, increasing with every write)."""
+    def event_objects(self, name: str) -> list[dict[str, Any]]:
+        """The Events of ModelDeployment ``name`` (not of its same-named Service), in the
+        order they were stored: their names are digests, and resourceVersions are etcd
+        revisions, increasing with every write."""
         found = sorted(
             self.objects("v1", "events"), key=lambda e: int(e["metadata"]["resourceVersion"])
         )
-        return [e["reason"] for e in found if (e.get("involvedObject") or {}).get("name") == name]
+        return [
+            e
+            for e in found
+            if (e.get("involvedObject") or {}).get("name") == name
+            and (e.get("involvedObject") or {}).get("kind") == "ModelDeployment"
+        ]
+
+    def events(self, name: str) -> list[str]:
+        return [e["reason"] for e in self.event_objects(name)]
 
     def wait_events(self, name: str, *reasons: str) -> list[str]:
         """Events are posted just after the status write that records their transition."""

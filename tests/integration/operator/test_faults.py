@@ -37,11 +37,7 @@ STEPS: dict[str, Any] = {
 
 def events_of(cluster: Cluster, name: str) -> Counter[tuple[str, str]]:
     """(reason, message) of every Event stored: a repeat counts twice."""
-    return Counter(
-        (e["reason"], e.get("message", ""))
-        for e in cluster.objects("v1", "events")
-        if (e.get("involvedObject") or {}).get("name") == name
-    )
+    return Counter((e["reason"], e.get("message", "")) for e in cluster.event_objects(name))
 
 
 def assert_no_repeats(cluster: Cluster, name: str) -> None:

@@ -77,8 +77,11 @@ class Observer:
         """``fed_pass``: a passing measurement with enough requests was fed to this decision
         (a promotion ends the analysis record, so the status cannot show it)."""
         s, c = sim.status, sim.status.candidate
-        promoted = s.stable is not None and (
-            before.stable is None or s.stable.ref.revision != before.stable.ref.revision
+        # The candidate became stable (not a revert to the warm previous revision).
+        promoted = (
+            s.stable is not None
+            and before.candidate is not None
+            and s.stable.ref.revision == before.candidate.ref.revision
         )
         by_hand = action in ("promote", "promote-full")
         if promoted and before.candidate is not None and self._same(before) and not by_hand:
