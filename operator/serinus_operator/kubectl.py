@@ -153,6 +153,14 @@ def value_text(value: object) -> str:
     return str(value)
 
 
+def _event_order(event: Mapping[str, Any]) -> tuple[str, int]:
+    """By time, then by when it was stored: Event times have whole seconds only, and one
+    decision's Events (AnalysisFailed, then RolledBack) share a second. A resourceVersion
+    is opaque but, on every API server, written in increasing order within a resource."""
+    version = str((event.get("metadata") or {}).get("resourceVersion") or "")
+    return str(event.get("lastTimestamp") or ""), int(version) if version.isdigit() else 0
+
+
 def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
     """What ``kubectl serinus status`` prints: phase, traffic, analysis values against
     their bounds, history, the last events."""
@@ -230,7 +238,7 @@ def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = 
         lines += ["  " + line for line in _table(rows)]
     if events:
         lines.append("Events:")
-        recent = sorted(events, key=lambda e: str(e.get("lastTimestamp") or ""))[-10:]
+        recent = sorted(events, key=_event_order)[-10:]
         rows = [("TIME", "TYPE", "REASON", "MESSAGE")]
         rows += [
             (

@@ -86,3 +86,20 @@ def test_status_of_a_fresh_object() -> None:
 def test_actions_parse(action: str) -> None:
     args = build_parser().parse_args([action, "fraud", "-n", "ml", "--wait", "0"])
     assert args.action == action and args.name == "fraud" and args.namespace == "ml"
+
+
+def test_events_of_one_second_show_in_the_order_they_were_stored() -> None:
+    """One decision's Events share a second; what was stored first is shown first."""
+    stamp = "2026-01-01T00:00:05Z"
+    events = [
+        {
+            "metadata": {"resourceVersion": rv},
+            "lastTimestamp": stamp,
+            "type": "Warning",
+            "reason": reason,
+            "message": reason,
+        }
+        for rv, reason in (("1012", "RolledBack"), ("1011", "AnalysisFailed"), ("998", "Paused"))
+    ]
+    text = render_status({"metadata": {"name": "fraud"}, "status": {}}, events)
+    assert text.index("Paused") < text.index("AnalysisFailed") < text.index("RolledBack")
