@@ -49,6 +49,7 @@ kube-bins: ## Build etcd, kube-apiserver, kube-controller-manager from Go module
 test: $(STAMP) system-deps kube-bins ## Lint, type-check and run unit + integration tests (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -63,9 +64,10 @@ e2e: $(STAMP) system-deps kube-bins ## Install and roll models out end to end on
 	if [ $$rc = 5 ]; then echo "make e2e: no end-to-end test ran (none collected or all deselected)" >&2; exit 1; fi; \
 	exit $$rc
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, and the import layers (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
