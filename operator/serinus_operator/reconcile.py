@@ -271,6 +271,13 @@ async def _write_status(
             if now is None or not _same_inputs(obj, now):
                 raise
             version = str((now.get("metadata") or {}).get("resourceVersion") or "") or None
+            log.info(
+                "%s/%s changed meanwhile, but not in anything this pass read: status written "
+                "again at resourceVersion %s",
+                ref.namespace,
+                ref.name,
+                version,
+            )
     raise Conflict(f"{ref.namespace}/{ref.name} kept changing under {WRITE_ATTEMPTS} writes")
 
 

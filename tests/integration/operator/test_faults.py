@@ -168,7 +168,7 @@ def test_conflicting_writers_never_make_it_act_twice(cluster: Cluster) -> None:
 
     def meddle() -> None:
         nonlocal writes
-        while not stop.wait(0.05):
+        while not stop.wait(0.01):
             body = {"metadata": {"labels": {"touched": str(writes)}}}
             try:
                 cluster.kube.patch(*MD, cluster.namespace, "fraud", body)
@@ -190,7 +190,11 @@ def test_conflicting_writers_never_make_it_act_twice(cluster: Cluster) -> None:
         stop.set()
         meddler.join(5)
     assert writes > 20
-    assert "changed while reconciling" in cluster.operator.log_text(), "no conflict happened"
+    log = cluster.operator.log_text()
+    # Each status write raced tens of writes a second: a conflict is certain.
+    assert "not in anything this pass read" in log or "changed while reconciling" in log, (
+        "no conflict happened"
+    )
     events = cluster.wait_events("fraud", "Promoted")
     for reason, count in (("RolloutStarted", 1), ("StepAdvanced", 2), ("Promoted", 1)):
         assert events.count(reason) == count, events
