@@ -207,16 +207,39 @@ class RealCluster:
         with self.client() as api:
             wait_for(lambda: self._ok(api, "/readyz", "kube-apiserver"), what="/readyz")
 
-    def settle(self, timeout: float = 90.0) -> None:
+    def settle(self, timeout: float = 120.0) -> None:
         """Wait for the controllers to catch up after an API server restart: their watches
-        back off up to 30 s during an outage. A new namespace getting its default
-        ServiceAccount shows that the controller-manager is watching again."""
+        back off up to 30 s during an outage, each informer on its own. A Deployment made
+        now becoming available shows that the Deployment, ReplicaSet and service-account
+        controllers and the stand-in kubelet all watch again."""
         with self.client(timeout=10) as api:
-            name = f"settle-{time.monotonic_ns()}"
-            api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).raise_for_status()
-            sa = f"/api/v1/namespaces/{name}/serviceaccounts/default"
+            ns = f"settle-{time.monotonic_ns()}"
+            api.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).raise_for_status()
+            sa = f"/api/v1/namespaces/{ns}/serviceaccounts/default"
             wait_for(lambda: api.get(sa).is_success, timeout=timeout, what="controllers back")
-            api.delete(f"/api/v1/namespaces/{name}")
+            labels = {"app": "settle"}
+            deployment = {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "settle"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"containers": [{"name": "c", "image": "settle"}]},
+                    },
+                },
+            }
+            path = f"/apis/apps/v1/namespaces/{ns}/deployments"
+            api.post(path, json=deployment).raise_for_status()
+
+            def available() -> bool:
+                found = api.get(f"{path}/settle").json()
+                return bool((found.get("status") or {}).get("availableReplicas"))
+
+            wait_for(available, timeout=timeout, what="a Deployment available again")
+            api.delete(f"/api/v1/namespaces/{ns}")
 
     def compact_etcd(self) -> int:
         """Compact etcd's history up to now (what a cluster does every 5 minutes): a watch
