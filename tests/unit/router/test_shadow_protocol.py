@@ -24,6 +24,8 @@ from serinus_serving.router.shadow_protocol import (
 )
 from serinus_serving.router.table import Comparison
 
+pytestmark = pytest.mark.unit
+
 names = st.text(min_size=1, max_size=12)
 payloads = st.binary(max_size=300)
 
