@@ -16,10 +16,8 @@ import contextlib
 import json
 import re
 import ssl
-import subprocess
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import yaml
 
-from support.prometheus import binary
+from support.prometheus import running
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "docs" / "observability.md"
@@ -216,40 +214,8 @@ class PodDiscovery:
 @contextlib.contextmanager
 def prometheus(config: dict[str, Any], *, workdir: Path, port: int) -> Iterator[str]:
     """Prometheus with ``config`` on 127.0.0.1:``port``, once ready; yields its URL."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary(),
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{log.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus never became ready:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running(config, workdir=workdir, port=port) as prom:
+        yield prom.url
 
 
 def query(url: str, promql: str) -> list[dict[str, Any]]:

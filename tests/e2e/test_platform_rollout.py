@@ -44,14 +44,13 @@ import functools
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -61,7 +60,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from e2e.containers import ContainerRunner
 from e2e.monitoring import READER, PodDiscovery, config, prometheus, query
 from serinus_operator.api import parse
-from support.real_cluster import RealCluster
+from support.real_cluster import RealCluster, wait_for
+from support.real_kube import KUSTOMIZE_OBJECTS, kubectl
 from support.serve import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,6 @@ NS = "ml"
 NAME = "fraud"
 SYSTEM = "serinus-system"
 MD = "/apis/serinus.dev/v1alpha1"
-T = TypeVar("T")
 
 #: Users' transactions per second, over all routers.
 RATE = 60
@@ -105,43 +104,6 @@ STEPS = [
 
 
 # ------------------------------------------------------------------------------ helpers
-def kubectl(cluster: RealCluster, *args: str, stdin: str | None = None) -> str:
-    """``kubectl ARGS`` as the admin (``KUBECONFIG``, which plugins read too), with this
-    virtualenv's ``kubectl-serinus`` plugin on PATH; fails on a non-zero exit or anything on
-    stderr (API warnings go there)."""
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    done = subprocess.run(
-        ["kubectl", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        cwd=ROOT,
-        env=env,
-    )
-    assert done.returncode == 0 and not done.stderr, (
-        f"kubectl {' '.join(args)}: exit {done.returncode}\n{done.stderr}{done.stdout}"
-    )
-    return done.stdout
-
-
-def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str, why: Any = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    detail = why() if callable(why) else why
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{detail}")
-
-
 @contextlib.contextmanager
 def model_store(directory: Path) -> Iterator[str]:
     """The team's model registry: the model files over HTTP."""
@@ -370,15 +332,7 @@ def test_install_promote_a_good_model_and_roll_back_a_bad_one(
         # --- 1. install -------------------------------------------------------------------
         runner.hold(SYSTEM, "serinus-operator-")
         out = kubectl(cluster, "apply", "--server-side", "-k", str(overlay(tmp_path / "o", prom)))
-        assert {line.split()[0] for line in out.splitlines()} == {
-            "namespace/serinus-system",
-            "customresourcedefinition.apiextensions.k8s.io/modeldeployments.serinus.dev",
-            "serviceaccount/serinus-operator",
-            "clusterrole.rbac.authorization.k8s.io/serinus-operator",
-            "clusterrolebinding.rbac.authorization.k8s.io/serinus-operator",
-            "service/serinus-operator-metrics",
-            "deployment.apps/serinus-operator",
-        }, out
+        assert {line.split()[0] for line in out.splitlines()} == KUSTOMIZE_OBJECTS, out
         kubectl(cluster, "wait", "--for=condition=Established", "crd/modeldeployments.serinus.dev")
         try:
             kubectl(cluster, "-n", SYSTEM, "rollout", "status", "deploy/serinus-operator")

@@ -15,20 +15,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import yaml
 
+from support.real_cluster import wait_for
 from support.real_kube import RealKube
 from support.serve import free_port
 
 MD = ("serinus.dev/v1alpha1", "modeldeployments")
-T = TypeVar("T")
 
 
 #: Canary steps that hold at 50% until promoted: a rollout the tests can look at mid-way.
@@ -57,17 +56,6 @@ def md(
             **spec,
         },
     }
-
-
-def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -42,7 +42,6 @@ def prometheus(
 ) -> Iterator[RunningPrometheus]:
     """Scrape ``targets`` (host:port) every second, with ``labels`` added; ``honoring``
     targets keep their own labels (``honor_labels``, as the operator is scraped)."""
-    port = free_port()
     jobs: list[dict[str, object]] = [
         {"job_name": "test", "static_configs": [{"targets": targets, "labels": labels or {}}]}
     ]
@@ -58,6 +57,17 @@ def prometheus(
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": jobs,
     }
+    with running(config, workdir=workdir) as prom:
+        yield prom
+
+
+@contextlib.contextmanager
+def running(
+    config: dict[str, object], *, workdir: Path, port: int | None = None
+) -> Iterator[RunningPrometheus]:
+    """Prometheus with ``config`` on 127.0.0.1 (``port``, or a free one), once ready."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = workdir / "prometheus.log"
     with log.open("wb") as out:

@@ -54,7 +54,15 @@ CONTROLLERS = ",".join(
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    what: str = "condition",
+    why: Any = "",
+) -> T:
+    """``probe()`` once it is truthy; fails after ``timeout`` saying ``what`` and ``why``
+    (a string, or a callable that explains, called only then)."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
@@ -62,7 +70,11 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str 
         if last:
             return last
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    detail = why() if callable(why) else why
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})"
+        + (f"\n{detail}" if detail else "")
+    )
 
 
 class NoGo(RuntimeError):

@@ -11,6 +11,9 @@ verb the install does not grant is a 403.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,44 @@ _PLURALS: dict[str, tuple[str, bool]] = {
     "ModelDeployment": ("modeldeployments", True),
 }
 _namespaces = itertools.count(1)
+
+#: What ``kubectl apply -k manifests/`` creates, as kubectl names it.
+KUSTOMIZE_OBJECTS = frozenset(
+    {
+        "namespace/serinus-system",
+        "customresourcedefinition.apiextensions.k8s.io/modeldeployments.serinus.dev",
+        "serviceaccount/serinus-operator",
+        "clusterrole.rbac.authorization.k8s.io/serinus-operator",
+        "clusterrolebinding.rbac.authorization.k8s.io/serinus-operator",
+        "service/serinus-operator-metrics",
+        "deployment.apps/serinus-operator",
+    }
+)
+
+
+def kubectl(cluster: RealCluster, *args: str, stdin: str | None = None) -> str:
+    """``kubectl ARGS`` as the admin (``KUBECONFIG``, which plugins read too), from the
+    repository's root, with this virtualenv's ``kubectl-serinus`` plugin on PATH; fails on
+    a non-zero exit or anything on stderr (the API server's warnings are printed there)."""
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["kubectl", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+    assert done.returncode == 0 and not done.stderr, (
+        f"kubectl {' '.join(args)}: exit {done.returncode}\n{done.stderr}{done.stdout}"
+    )
+    return done.stdout
 
 
 def base(api_version: str) -> str:

@@ -11,7 +11,6 @@ marked Running and Ready by the stand-in kubelet: nothing runs in them.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,14 @@ import yaml
 from serinus_operator import api
 from support.cluster import MD, Operator, md
 from support.real_cluster import RealCluster, wait_for
-from support.real_kube import OPERATOR_NAMESPACE, OPERATOR_SA, RBAC, RealKube
+from support.real_kube import (
+    KUSTOMIZE_OBJECTS,
+    OPERATOR_NAMESPACE,
+    OPERATOR_SA,
+    RBAC,
+    RealKube,
+    kubectl,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,24 +45,6 @@ RESTRICTED = {
 }
 APPS = "apps/v1"
 MD_CRD = "modeldeployments.serinus.dev"
-
-
-def kubectl(cluster: RealCluster, *args: str, stdin: str | None = None) -> str:
-    """``kubectl ARGS`` as the admin; fails on a non-zero exit or anything on stderr (the
-    API server's warnings are printed there)."""
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0 and not done.stderr, (
-        f"kubectl {' '.join(args)}: exit {done.returncode}\n{done.stderr}{done.stdout}"
-    )
-    return done.stdout
 
 
 def deployment_pods(kube: RealKube, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -124,15 +112,7 @@ def test_kubectl_apply_server_side_of_the_kustomization(
     managers set a field to different values; with equal ones they share it."""
     out = kubectl(real_cluster, "apply", "--server-side", "--validate=strict", "-k", "manifests/")
     applied = {line.split()[0] for line in out.splitlines()}
-    assert applied == {
-        "namespace/serinus-system",
-        "customresourcedefinition.apiextensions.k8s.io/modeldeployments.serinus.dev",
-        "serviceaccount/serinus-operator",
-        "clusterrole.rbac.authorization.k8s.io/serinus-operator",
-        "clusterrolebinding.rbac.authorization.k8s.io/serinus-operator",
-        "service/serinus-operator-metrics",
-        "deployment.apps/serinus-operator",
-    }, out
+    assert applied == KUSTOMIZE_OBJECTS, out
     try:
         # The RBAC that the other tests' operators run under is the one they expect.
         rbac = {d["kind"]: d for d in yaml.safe_load_all(RBAC.read_text()) if d}
