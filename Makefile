@@ -96,13 +96,13 @@ chart-files: ## Copy the CRD, dashboards and alerts into the Helm chart and mani
 	cp manifests/dashboards/*.json $(CHART)/dashboards/
 	cp manifests/alerts/*.yaml $(CHART)/alerts/
 
-images: ## Build the operator and serving images (needs a running Docker engine)
+images: ## Build the operator and serving images, two targets of ./Dockerfile (needs a Docker engine)
 	@if ! command -v docker >/dev/null || ! docker info >/dev/null 2>&1; then \
-		echo "no Docker engine here: cannot build images (the tests lint the Dockerfiles instead)" >&2; \
+		echo "no Docker engine here: cannot build images (the tests lint the Dockerfile instead)" >&2; \
 		exit 1; \
 	fi
-	docker build -f operator/Dockerfile -t $(IMAGE_PREFIX)operator:$(IMAGE_TAG) .
-	docker build -f serving/Dockerfile -t $(IMAGE_PREFIX)serving:$(IMAGE_TAG) .
+	docker build --target operator -t $(IMAGE_PREFIX)operator:$(IMAGE_TAG) .
+	docker build --target serving -t $(IMAGE_PREFIX)serving:$(IMAGE_TAG) .
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench

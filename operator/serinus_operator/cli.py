@@ -14,13 +14,7 @@ from pathlib import Path
 from serinus_operator import __version__
 from serinus_operator.local import cli as local_cli
 from serinus_serving.drift import cli as drift_cli
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+from serinus_serving.settings import add_serve_flags, settings_from_args
 
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -34,95 +28,18 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "serve",
         help="serve one ONNX model over the Open Inference Protocol v2 and KServe v1",
         description="Serve one ONNX model with ONNX Runtime (CPU). The server is ready "
-        "(GET /v2/health/ready) once the model is fetched, verified, loaded and warmed up.",
+        "(GET /v2/health/ready) once the model is fetched, verified, loaded and warmed up. "
+        "Every flag can also be set by its environment variable (SERINUS_SERVE_ and the "
+        "flag's name: --max-batch-size is SERINUS_SERVE_MAX_BATCH_SIZE); a flag wins.",
     )
-    p.add_argument("--model", required=True, help="path, file://, http:// or https:// URI")
-    p.add_argument("--name", required=True, help="model name in the URL paths")
-    p.add_argument("--version", default="1", help="model version (default: 1)")
-    p.add_argument("--revision", help="rollout revision label for metrics (default: version)")
-    p.add_argument("--sha256", help="expected sha256 of the model file; refused if different")
-    p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="listen port (default: 8080)")
-    p.add_argument(
-        "--max-batch-size",
-        type=_positive_int,
-        default=32,
-        help="merge concurrent requests into runtime calls of up to N rows (default: 32; "
-        "0 turns adaptive batching off)",
-    )
-    p.add_argument(
-        "--max-batch-latency-ms",
-        type=float,
-        default=2.0,
-        help="longest wait for requests still arriving before a batch runs (default: 2)",
-    )
-    p.add_argument(
-        "--max-request-rows",
-        type=_positive_int,
-        default=10_000,
-        help="largest batch one request may carry (default: 10000)",
-    )
-    p.add_argument(
-        "--max-body-bytes",
-        type=_positive_int,
-        default=32 << 20,
-        help="largest request body; larger ones get 413 (default: 32 MiB)",
-    )
-    p.add_argument("--model-dir", type=Path, help="where downloaded models are kept")
-    p.add_argument(
-        "--max-model-bytes",
-        type=_positive_int,
-        default=4 << 30,
-        help="largest model file to download or load (default: 4 GiB)",
-    )
-    p.add_argument("--intra-op-threads", type=_positive_int, default=1)
-    p.add_argument("--inter-op-threads", type=_positive_int, default=1)
-    p.add_argument(
-        "--drain-seconds",
-        type=float,
-        default=5.0,
-        help="on SIGTERM, report unready but keep serving this long (default: 5)",
-    )
-    p.add_argument(
-        "--shutdown-timeout",
-        type=float,
-        default=30.0,
-        help="then wait this long for in-flight requests (default: 30)",
-    )
-    p.add_argument("--access-log", action="store_true", help="log every request")
-    drift_cli.add_serve_arguments(p)
-    _add_log_level(p)
+    add_serve_flags(p)
     p.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from serinus_serving.server import run
-    from serinus_serving.settings import ServeSettings
 
-    run(
-        ServeSettings(
-            model_uri=args.model,
-            name=args.name,
-            version=args.version,
-            revision=args.revision,
-            sha256=args.sha256,
-            host=args.host,
-            port=args.port,
-            max_batch_size=args.max_batch_size,
-            max_batch_latency_ms=args.max_batch_latency_ms,
-            max_request_rows=args.max_request_rows,
-            max_body_bytes=args.max_body_bytes,
-            model_dir=args.model_dir,
-            max_model_bytes=args.max_model_bytes,
-            intra_op_threads=args.intra_op_threads,
-            inter_op_threads=args.inter_op_threads,
-            drain_seconds=args.drain_seconds,
-            shutdown_timeout=args.shutdown_timeout,
-            access_log=args.access_log,
-            log_level=args.log_level,
-            drift=drift_cli.serve_settings(args),
-        )
-    )
+    run(settings_from_args(args))
     return 0
 
 

@@ -173,6 +173,17 @@ def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = 
     lines.append(f"Phase:      {status.get('phase', 'Unknown')}")
     if status.get("message"):
         lines.append(f"Message:    {status['message']}")
+    lines += _revision_lines(status)
+    lines += _analysis_lines(status.get("analysis") or {}, spec)
+    lines += _conditions_lines(status.get("conditions") or [])
+    lines += _history_lines(status.get("history") or [])
+    lines += _events_lines(events)
+    return "\n".join(lines)
+
+
+def _revision_lines(status: Mapping[str, Any]) -> list[str]:
+    """Stable, candidate (stage, step, pause) and where traffic goes."""
+    lines = []
     stable = status.get("stable") or {}
     candidate = status.get("candidate") or {}
     if stable:
@@ -190,67 +201,81 @@ def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = 
         f"Traffic:    stable {traffic.get('stable', 100)}%  candidate "
         f"{traffic.get('candidate', 0)}%  mirror {traffic.get('mirror', 0)}%"
     )
-    analysis = status.get("analysis") or {}
-    if analysis:
-        lines.append(
-            f"Analysis:   {analysis.get('result') or 'running'}  measurements "
-            f"{analysis.get('measurements', 0)}  failures {analysis.get('failures', 0)}  "
-            f"inconclusive {analysis.get('inconclusive', 0)}"
+    return lines
+
+
+def _analysis_lines(analysis: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
+    """The analysis summary and each metric's value against its bound."""
+    if not analysis:
+        return []
+    lines = [
+        f"Analysis:   {analysis.get('result') or 'running'}  measurements "
+        f"{analysis.get('measurements', 0)}  failures {analysis.get('failures', 0)}  "
+        f"inconclusive {analysis.get('inconclusive', 0)}"
+    ]
+    rows: list[tuple[str, ...]] = [("METRIC", "VALUE", "BOUND", "RESULT", "AT")]
+    for m in analysis.get("metrics") or []:
+        rows.append(
+            (
+                str(m.get("name")),
+                value_text(m.get("value")),
+                bound_text(str(m.get("name")), spec),
+                str(m.get("result")),
+                str(m.get("at", "")),
+            )
         )
-        rows: list[tuple[str, ...]] = [("METRIC", "VALUE", "BOUND", "RESULT", "AT")]
-        for m in analysis.get("metrics") or []:
-            rows.append(
-                (
-                    str(m.get("name")),
-                    value_text(m.get("value")),
-                    bound_text(str(m.get("name")), spec),
-                    str(m.get("result")),
-                    str(m.get("at", "")),
-                )
-            )
-        lines += ["  " + line for line in _table(rows)]
-        for m in analysis.get("metrics") or []:
-            if m.get("message"):
-                lines.append(f"  {m.get('name')}: {m['message']}")
-    conditions = status.get("conditions") or []
-    if conditions:
-        lines.append("Conditions:")
-        rows = [("TYPE", "STATUS", "REASON", "MESSAGE")]
-        rows += [
-            (str(c.get("type")), str(c.get("status")), str(c.get("reason")), str(c.get("message")))
-            for c in conditions
-        ]
-        lines += ["  " + line for line in _table(rows)]
-    history = status.get("history") or []
-    if history:
-        lines.append("History:")
-        rows = [("VERSION", "REVISION", "OUTCOME", "REASON", "FINISHED")]
-        rows += [
-            (
-                str(h.get("version")),
-                str(h.get("revision")),
-                str(h.get("outcome")),
-                str(h.get("reason")),
-                str(h.get("finishedAt")),
-            )
-            for h in reversed(history)
-        ]
-        lines += ["  " + line for line in _table(rows)]
-    if events:
-        lines.append("Events:")
-        recent = sorted(events, key=_event_order)[-10:]
-        rows = [("TIME", "TYPE", "REASON", "MESSAGE")]
-        rows += [
-            (
-                str(e.get("lastTimestamp") or ""),
-                str(e.get("type") or ""),
-                str(e.get("reason") or ""),
-                str(e.get("message") or ""),
-            )
-            for e in recent
-        ]
-        lines += ["  " + line for line in _table(rows)]
-    return "\n".join(lines)
+    lines += ["  " + line for line in _table(rows)]
+    for m in analysis.get("metrics") or []:
+        if m.get("message"):
+            lines.append(f"  {m.get('name')}: {m['message']}")
+    return lines
+
+
+def _conditions_lines(conditions: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not conditions:
+        return []
+    rows = [("TYPE", "STATUS", "REASON", "MESSAGE")]
+    rows += [
+        (str(c.get("type")), str(c.get("status")), str(c.get("reason")), str(c.get("message")))
+        for c in conditions
+    ]
+    return ["Conditions:"] + ["  " + line for line in _table(rows)]
+
+
+def _history_lines(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Finished rollouts, newest first."""
+    if not history:
+        return []
+    rows = [("VERSION", "REVISION", "OUTCOME", "REASON", "FINISHED")]
+    rows += [
+        (
+            str(h.get("version")),
+            str(h.get("revision")),
+            str(h.get("outcome")),
+            str(h.get("reason")),
+            str(h.get("finishedAt")),
+        )
+        for h in reversed(history)
+    ]
+    return ["History:"] + ["  " + line for line in _table(rows)]
+
+
+def _events_lines(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The last ten events, oldest first."""
+    if not events:
+        return []
+    recent = sorted(events, key=_event_order)[-10:]
+    rows = [("TIME", "TYPE", "REASON", "MESSAGE")]
+    rows += [
+        (
+            str(e.get("lastTimestamp") or ""),
+            str(e.get("type") or ""),
+            str(e.get("reason") or ""),
+            str(e.get("message") or ""),
+        )
+        for e in recent
+    ]
+    return ["Events:"] + ["  " + line for line in _table(rows)]
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -32,6 +32,18 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._register_rollout_metrics()
+        self._register_analysis_metrics()
+        self.reconcile_errors = Counter(
+            "serinus_reconcile_errors",
+            "Reconcile passes that failed (API errors, conflicts); retried with back-off",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+    def _register_rollout_metrics(self) -> None:
+        """Phase, traffic, step and finished rollouts, per ModelDeployment."""
         r = self.registry
         self.phase = Gauge(
             "serinus_rollout_phase",
@@ -64,6 +76,10 @@ class Telemetry:
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
+
+    def _register_analysis_metrics(self) -> None:
+        """Measured values, their bounds, verdicts, and whether the provider answers."""
+        r = self.registry
         self.analysis_value = Gauge(
             "serinus_analysis_value",
             "Last measured value of an analysis check",
@@ -88,13 +104,6 @@ class Telemetry:
             ["provider"],
             registry=r,
         )
-        self.reconcile_errors = Counter(
-            "serinus_reconcile_errors",
-            "Reconcile passes that failed (API errors, conflicts); retried with back-off",
-            ["namespace", "name"],
-            registry=r,
-        )
-        self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     def observe_status(
         self, namespace: str, name: str, before: RolloutStatus, after: RolloutStatus

@@ -105,13 +105,20 @@ class ServingMetrics(Collector):
 
     # ------------------------------------------------------------------ scrape
     def collect(self) -> Iterator[Metric]:
+        yield from self._collect_requests()
+        yield from self._collect_runtime()
+        yield from self._collect_model()
+
+    def _keyed(self, **extra: str) -> tuple[list[str], list[str]]:
+        """Label names and values, sorted by name: the model's labels and ``extra``."""
         base = {"model": self.labels.model, "revision": self.labels.revision}
         base["version"] = self.labels.version
+        merged = sorted({**base, **extra}.items())
+        return [k for k, _ in merged], [v for _, v in merged]
 
-        def keyed(**extra: str) -> tuple[list[str], list[str]]:
-            merged = sorted({**base, **extra}.items())
-            return [k for k, _ in merged], [v for _, v in merged]
-
+    def _collect_requests(self) -> Iterator[Metric]:
+        """Inference requests: counts by protocol and outcome, latency by protocol."""
+        keyed = self._keyed
         names, _ = keyed(protocol="", outcome="")
         requests = CounterMetricFamily(
             "serinus_requests",
@@ -132,7 +139,9 @@ class ServingMetrics(Collector):
             latency.add_metric(keyed(protocol=protocol)[1], hist.buckets(), hist.total)
         yield latency
 
-        names, values = keyed()
+    def _collect_runtime(self) -> Iterator[Metric]:
+        """The model runtime's calls, batch sizes, requests in flight, readiness, load time."""
+        names, values = self._keyed()
         for name, help_text, hist in (
             (
                 "serinus_inference_duration_seconds",
@@ -163,8 +172,10 @@ class ServingMetrics(Collector):
             gauge.add_metric(values, reading)
             yield gauge
 
+    def _collect_model(self) -> Iterator[Metric]:
+        """``serinus_model_info``, once a model is loaded."""
         if self.sha256:
-            info_names, info_values = keyed(sha256=self.sha256, platform=self.platform)
+            info_names, info_values = self._keyed(sha256=self.sha256, platform=self.platform)
             info = GaugeMetricFamily(
                 "serinus_model_info", "Constant 1, labelled with what is being served.",
                 labels=info_names,

@@ -47,7 +47,7 @@ import yaml
 from support.real_cluster import RealCluster
 
 SERINUS = str(Path(sys.executable).with_name("serinus"))
-#: The images' entrypoint (operator/Dockerfile, serving/Dockerfile).
+#: The images' entrypoint (./Dockerfile, both targets).
 ENTRYPOINT = ["serinus"]
 #: The longest a terminating container is given before SIGKILL (pods ask for up to a minute;
 #: nothing here waits on a drain).

@@ -149,6 +149,67 @@ def _prepare(state: StateDir, *, fresh: bool) -> dict[str, Any] | None:
     return state.load_object()
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Signals:
+    """SIGINT, SIGTERM and SIGHUP: the first stops every process, the next kills them now."""
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+        self.stop = asyncio.Event()
+        self.count = 0
+        #: Killed on a second signal, once there is one.
+        self.platform: LocalPlatform | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def forced(self) -> bool:
+        """Whether a second signal asked for the processes to be killed."""
+        return self.count > 1
+
+    def install(self) -> None:
+        for sig in _SIGNALS:
+            self._loop.add_signal_handler(sig, self.on_signal)
+
+    def remove(self) -> None:
+        for sig in _SIGNALS:
+            self._loop.remove_signal_handler(sig)
+
+    def on_signal(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.stop.set()
+            log.info("stopping every process")
+            with contextlib.suppress(Exception):  # a closed terminal must not stop the stop
+                self.view.note("stopping every process (Ctrl-C again to kill them now)")
+        elif self.platform is not None:
+            self.platform.kill_now()
+
+
+def _make_platform(
+    options: UpOptions,
+    state: StateDir,
+    store: ObjectStore,
+    *,
+    binary: str,
+    telemetry_port: int,
+    view: View,
+) -> LocalPlatform:
+    return LocalPlatform(
+        state,
+        store,
+        LocalOptions(
+            public_port=options.port,
+            prometheus_bin=binary,
+            prometheus_port=options.prometheus_port,
+            telemetry_port=telemetry_port,
+            scrape_interval=options.scrape_interval,
+        ),
+        on_event=view.event,
+    )
+
+
 async def _run(
     options: UpOptions,
     watcher: ManifestWatcher,
@@ -168,39 +229,14 @@ async def _run(
     telemetry.reconcile_errors.labels(namespace, name)
     metrics_runner, telemetry_port = await serve_metrics(telemetry)
     provider: PrometheusProvider | None = None
-    platform: LocalPlatform | None = None
-    stop = asyncio.Event()
-    signals = 0
+    signals = _Signals(view)
     started = False
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            stop.set()
-            log.info("stopping every process")
-            with contextlib.suppress(Exception):  # a closed terminal must not stop the stop
-                view.note("stopping every process (Ctrl-C again to kill them now)")
-        elif platform is not None:
-            platform.kill_now()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, on_signal)
+    signals.install()
     try:
-        platform = LocalPlatform(
-            state,
-            store,
-            LocalOptions(
-                public_port=options.port,
-                prometheus_bin=binary,
-                prometheus_port=options.prometheus_port,
-                telemetry_port=telemetry_port,
-                scrape_interval=options.scrape_interval,
-            ),
-            on_event=view.event,
+        platform = signals.platform = _make_platform(
+            options, state, store, binary=binary, telemetry_port=telemetry_port, view=view
         )
-        if not await _until_stopped(platform.start(namespace, name), stop):
+        if not await _until_stopped(platform.start(namespace, name), signals.stop):
             return 0
         started = True
         provider = PrometheusProvider(PrometheusConfig(url=platform.prometheus_url))
@@ -215,16 +251,15 @@ async def _run(
             telemetry=telemetry,
             watcher=watcher,
             view=view,
-            stop=stop,
+            stop=signals.stop,
         )
     finally:
-        if platform is not None:
-            await platform.close(force=signals > 1)
+        if signals.platform is not None:
+            await signals.platform.close(force=signals.forced)
         if provider is not None:
             await provider.aclose()
         await metrics_runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
+        signals.remove()
         log.info("stopped")
         with contextlib.suppress(Exception):
             if started:

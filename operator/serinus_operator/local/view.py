@@ -98,42 +98,8 @@ def render(
     if status.get("message"):
         parts.append(Text(str(status["message"]), style="dim"))
     parts.append(_traffic_bar(status.get("traffic") or {}))
-    analysis = status.get("analysis") or {}
-    if analysis.get("metrics"):
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("metric", "value", "bound", "result", "measured"):
-            table.add_column(column)
-        for m in analysis["metrics"]:
-            result = str(m.get("result"))
-            table.add_row(
-                str(m.get("name")),
-                value_text(m.get("value")),
-                bound_text(str(m.get("name")), spec),
-                Text(result, style=_RESULT_STYLE.get(result, "")),
-                str(m.get("at", ""))[11:19],
-            )
-        counts = (
-            f"analysis: {analysis.get('measurements', 0)} measurements, "
-            f"{analysis.get('failures', 0)} failed, {analysis.get('inconclusive', 0)} inconclusive"
-        )
-        parts += [Text(counts, style="bold"), table]
-    rows = processes.get("processes") or []
-    if rows:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("process", "version", "port", "pid", "state", "restarts"):
-            table.add_column(column)
-        for row in rows:
-            state = str(row.get("state"))
-            style = "green" if state == "Ready" else "yellow" if state == "Starting" else "red"
-            table.add_row(
-                str(row.get("name")),
-                str(row.get("version") or ""),
-                str(row.get("port") or ""),
-                str(row.get("pid") or ""),
-                Text(state, style=style),
-                str(row.get("restarts", 0)),
-            )
-        parts.append(table)
+    parts += _analysis_parts(status.get("analysis") or {}, spec)
+    parts += _process_parts(processes.get("processes") or [])
     for event in list(events)[-5:]:
         style = "red" if event.get("type") == "Warning" else "dim"
         parts.append(Text(event_line(event), style=style, overflow="ellipsis", no_wrap=True))
@@ -142,6 +108,50 @@ def render(
         links.append(f"prometheus: {processes['prometheus']}")
     parts.append(Text("  ".join(links) + "   Ctrl-C stops everything", style="dim"))
     return Panel(Group(*parts), title=title, title_align="left")
+
+
+def _analysis_parts(analysis: Mapping[str, Any], spec: Mapping[str, Any]) -> list[RenderableType]:
+    """The measurement counts and a table of each check against its bound."""
+    if not analysis.get("metrics"):
+        return []
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("metric", "value", "bound", "result", "measured"):
+        table.add_column(column)
+    for m in analysis["metrics"]:
+        result = str(m.get("result"))
+        table.add_row(
+            str(m.get("name")),
+            value_text(m.get("value")),
+            bound_text(str(m.get("name")), spec),
+            Text(result, style=_RESULT_STYLE.get(result, "")),
+            str(m.get("at", ""))[11:19],
+        )
+    counts = (
+        f"analysis: {analysis.get('measurements', 0)} measurements, "
+        f"{analysis.get('failures', 0)} failed, {analysis.get('inconclusive', 0)} inconclusive"
+    )
+    return [Text(counts, style="bold"), table]
+
+
+def _process_parts(rows: Sequence[Mapping[str, Any]]) -> list[RenderableType]:
+    """A table of the processes `serinus local` runs, coloured by state."""
+    if not rows:
+        return []
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("process", "version", "port", "pid", "state", "restarts"):
+        table.add_column(column)
+    for row in rows:
+        state = str(row.get("state"))
+        style = "green" if state == "Ready" else "yellow" if state == "Starting" else "red"
+        table.add_row(
+            str(row.get("name")),
+            str(row.get("version") or ""),
+            str(row.get("port") or ""),
+            str(row.get("pid") or ""),
+            Text(state, style=style),
+            str(row.get("restarts", 0)),
+        )
+    return [table]
 
 
 def _traffic_bar(traffic: Mapping[str, Any], width: int = 40) -> Text:

@@ -27,10 +27,8 @@ import httpx
 
 from serinus_operator import __version__
 from serinus_operator.api import GROUP, KIND, VERSION, ModelDeployment
-from serinus_operator.api import TrafficProvider as ProviderKind
 from serinus_operator.platforms.base import Conflict, ObjectRef
 from serinus_operator.platforms.health import ApiHealth
-from serinus_operator.resources import router as router_resources
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.deployments import revision_deployment
 from serinus_operator.resources.meta import (
@@ -276,6 +274,11 @@ class KubeClient:
         )
 
 
+class TrafficNotLanded(RuntimeError):
+    """The traffic objects, as the API server stored them, do not route as asked (an
+    admission webhook or another controller rewrote them)."""
+
+
 def _message(response: httpx.Response) -> str:
     try:
         data = response.json()
@@ -313,6 +316,20 @@ def _with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
     digest = applied_hash(obj)
     out.setdefault("metadata", {}).setdefault("annotations", {})[APPLIED_ANNOTATION] = digest
     return out
+
+
+def _dropping_stale_annotations(
+    wanted: Mapping[str, Any], found: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A merge patch to ``wanted`` that also removes the operator's own annotations
+    (``serinus.dev/*``) it no longer writes: a merge patch keeps every key it does not name,
+    so without this a rollback would leave ``serinus.dev/candidate`` naming the old one."""
+    patch: dict[str, Any] = json.loads(json.dumps(wanted))
+    mine = patch["metadata"]["annotations"]
+    for key in found:
+        if key.startswith(f"{GROUP}/") and key not in mine:
+            mine[key] = None
+    return patch
 
 
 def observation(deployment: Mapping[str, Any]) -> RevisionObservation:
@@ -393,8 +410,9 @@ class KubernetesPlatform:
         return out
 
     # ------------------------------------------------------------------ writing
-    async def apply(self, obj: Mapping[str, Any]) -> None:
-        """Create ``obj``, or merge-patch it when what was rendered changed."""
+    async def apply(self, obj: Mapping[str, Any], *, force: bool = False) -> Mapping[str, Any]:
+        """Create ``obj``, or merge-patch it when what was rendered changed (or ``force``);
+        returns the object as the API server stores it."""
         meta = obj["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         path = object_path(obj["apiVersion"], obj["kind"], namespace, name)
@@ -402,23 +420,26 @@ class KubernetesPlatform:
         found = await self.client.get(path)
         if found is None:
             try:
-                await self.client.create(
+                created: Mapping[str, Any] = await self.client.create(
                     collection_path(obj["apiVersion"], obj["kind"], namespace), wanted
                 )
                 log.info("created %s %s/%s", obj["kind"], namespace, name)
-                return
+                return created
             except Conflict:
                 found = await self.client.get(path)  # created concurrently: patch instead
                 if found is None:
                     raise
         annotations = (found.get("metadata") or {}).get("annotations") or {}
-        if (
+        if not force and (
             annotations.get(APPLIED_ANNOTATION)
             == wanted["metadata"]["annotations"][APPLIED_ANNOTATION]
         ):
-            return
-        await self.client.merge_patch(path, wanted)
+            return dict(found)
+        patched: Mapping[str, Any] = await self.client.merge_patch(
+            path, _dropping_stale_annotations(wanted, annotations)
+        )
         log.info("updated %s %s/%s", obj["kind"], namespace, name)
+        return patched
 
     async def ensure_revision(
         self, ref: ObjectRef, md: ModelDeployment, action: EnsureRevision
@@ -462,15 +483,26 @@ class KubernetesPlatform:
                 log.info("deleted %s %s/%s", kind, ref.namespace, name)
 
     async def set_traffic(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
+        """Write the provider's objects, then read the routes back from what the API server
+        stored (as Flagger's ``GetRoutes`` and Argo Rollouts' ``VerifyWeight`` do): an object
+        edited behind the operator's back (its applied hash unchanged) is written again, and
+        routes that still do not read back raise, so the status never records traffic that
+        did not land."""
         provider = make_provider(md.spec.traffic.provider)
         uid = ref.uid or None
         objects = list(provider.desired(md, routes, owner_uid=uid))
-        if md.spec.traffic.provider == ProviderKind.ROUTER:
-            # The router itself: the routing table must exist before its pods start.
-            objects += router_resources.router_objects(
-                md.name, md.namespace, config=self.config, owner_uid=uid
+        stored = [await self.apply(obj) for obj in objects]
+        if provider.read(stored) != routes:
+            log.warning(
+                "%s/%s: traffic objects changed by someone else; rewriting them",
+                ref.namespace,
+                ref.name,
             )
-        for obj in objects:
+            stored = [await self.apply(obj, force=True) for obj in objects]
+            landed = provider.read(stored)
+            if landed != routes:
+                raise TrafficNotLanded(f"asked for {routes}, the objects as stored route {landed}")
+        for obj in provider.runtime(md, config=self.config, owner_uid=uid):
             await self.apply(obj)
 
     async def notify(self, ref: ObjectRef, notify: Notify, *, name: str) -> bool:

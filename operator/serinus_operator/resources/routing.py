@@ -1,8 +1,9 @@
 """The serinus router's routing table and the ConfigMap that carries it.
 
-The table is the JSON format of ``docs/traffic.md`` (parsed by
-``serinus_serving.router.table.parse_table``); the router watches the ConfigMap through the
-API, so a change applies within a second.
+The table is the JSON format of ``docs/traffic.md``: a wire format, the contract with the
+router, which parses it with its own code (``serinus_serving.router.table``; the operator does
+not import it, ``tests/unit/traffic/test_router_contract.py`` checks that both sides agree).
+The router watches the ConfigMap through the API, so a change applies within a second.
 """
 
 from __future__ import annotations

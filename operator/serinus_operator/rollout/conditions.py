@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from serinus_operator.rollout import strategies
 from serinus_operator.rollout.progress import full_size
 from serinus_operator.rollout.status import Condition, Phase, RolloutStatus, Stage
 from serinus_operator.rollout.work import Work
@@ -37,10 +38,7 @@ def message_of(w: Work, phase: Phase) -> str:
     s, c = w.status, w.candidate
     stable = f"{s.stable.ref.version}" if s.stable is not None else "nothing"
     if c is not None:
-        where = f"{c.stage}"
-        if c.stage == Stage.CANARY:
-            total = len(w.spec.strategy.canary.steps) if w.spec.strategy.canary else 0
-            where += f" step {min(c.step + 1, total)}/{total}"
+        where = strategies.of(w).where(w, c)
         if c.ready_since is None:
             where = "waiting for the candidate to become available"
         elif _waiting_for_full_size(w):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from serinus_operator.rollout import hooks
+from serinus_operator.rollout import hooks, strategies
 from serinus_operator.rollout.actions import (
     Action,
     EnsureRevision,
@@ -19,8 +19,7 @@ from serinus_operator.rollout.actions import (
     ScaleDown,
     SetTraffic,
 )
-from serinus_operator.rollout.progress import canary_weight, step_deadline
-from serinus_operator.rollout.status import Outcome, Stage, Traffic
+from serinus_operator.rollout.status import Outcome, Traffic
 from serinus_operator.rollout.work import GRACE, Work
 
 
@@ -30,16 +29,7 @@ def traffic(w: Work) -> Traffic:
         return Traffic()
     if not hooks.pre_rollout_open(w):
         return Traffic()
-    strategy = w.spec.strategy
-    if c.stage == Stage.SHADOW:
-        mirror = strategy.shadow.mirror_percent if strategy.shadow is not None else 0
-        return Traffic(mirror=mirror)
-    if c.stage == Stage.CANARY:
-        weight = canary_weight(w, c.step)
-        return Traffic(stable=100 - weight, candidate=weight)
-    if c.stage == Stage.POST_PROMOTION:
-        return Traffic(stable=0, candidate=100)
-    return Traffic()
+    return strategies.of(w).traffic(w, c)
 
 
 def analysis_due(w: Work) -> datetime | None:
@@ -121,7 +111,7 @@ def wake_at(w: Work) -> datetime | None:
             times.append(c.not_ready_since + deadline)
         elif c.not_complete_since is not None:
             times.append(c.not_complete_since + deadline)
-        end = step_deadline(w, c)
+        end = strategies.step_deadline(w, c)
         if end is not None:
             times.append(end)
         due = analysis_due(w)

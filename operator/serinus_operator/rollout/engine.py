@@ -22,6 +22,7 @@ from serinus_operator.rollout import (
     manual,
     measure,
     progress,
+    strategies,
 )
 from serinus_operator.rollout.actions import (
     Action,
@@ -32,8 +33,8 @@ from serinus_operator.rollout.actions import (
     SetTraffic,
 )
 from serinus_operator.rollout.observed import Observed, WebhookResult
-from serinus_operator.rollout.status import PauseReason, Phase, RolloutStatus, Stage, Traffic
-from serinus_operator.rollout.work import Work, stage_fits, steps_hash
+from serinus_operator.rollout.status import Phase, RolloutStatus, Traffic
+from serinus_operator.rollout.work import Work
 
 _EXPLAINS_TRAFFIC = {
     Reason.PROMOTED,
@@ -60,11 +61,12 @@ def _reconcile_revision(w: Work) -> None:
         return
     c = s.candidate
     if c is not None and c.ref.revision == target:
-        if c.strategy != w.spec.strategy.type or not stage_fits(c.stage, w.spec.strategy):
+        strategy = strategies.of(w)
+        if c.strategy != w.spec.strategy.type or not strategy.fits(c.stage, w.spec.strategy):
             w.supersede(f"strategy changed to {w.spec.strategy.type}")
-            w.start(w.target, Reason.ROLLOUT_RESTARTED)
+            strategies.start(w, w.target, Reason.ROLLOUT_RESTARTED)
             return
-        _reconcile_steps(w)
+        strategy.edited(w)
         return
     if target == s.stable.ref.revision:
         if c is not None:
@@ -82,22 +84,7 @@ def _reconcile_revision(w: Work) -> None:
     if prev is not None and prev.ref.revision == target and w.complete(target):
         w.revert()
         return
-    w.start(w.target)
-
-
-def _reconcile_steps(w: Work) -> None:
-    """Edited canary steps: the step index no longer means anything, so start them over."""
-    c, current = w.candidate, steps_hash(w.spec.strategy)
-    if c is None or c.steps_hash == current:
-        return
-    if c.stage != Stage.CANARY or not c.steps_hash:
-        w.set_candidate(steps_hash=current)  # not on the steps yet, or an older status
-        return
-    started = w.now if c.ready_since is not None else None
-    # A pause someone (or inconclusive analysis) asked for outlives the edit.
-    keep = c.pause if c.pause and c.pause.reason != PauseReason.AWAITING_PROMOTION else None
-    w.set_candidate(step=0, step_started_at=started, pause=keep, steps_hash=current)
-    w.emit(Reason.ROLLOUT_RESTARTED, "canary steps changed: starting them again from step 1")
+    strategies.start(w, w.target)
 
 
 def _restart_clocks(w: Work) -> None:
@@ -122,6 +109,50 @@ def _traffic_events(w: Work, before: RolloutStatus) -> None:
         w.emit(Reason.MIRROR_CHANGED, f"mirrored to candidate {old.mirror}% -> {new.mirror}%")
 
 
+def _observe(w: Work, before: RolloutStatus) -> None:
+    """What the spec asks for, what the world shows, and what a person asked.
+
+    A manual ``retry`` may start a candidate that is already running, so the candidate is
+    tracked again after the request: that second look is what lets a retried candidate
+    count as ready in the same decision."""
+    _reconcile_revision(w)
+    w.set(revision=w.spec.revision)
+    if before.phase == Phase.DEGRADED:
+        _restart_clocks(w)
+    progress.track_stable(w)
+    progress.track_candidate(w)
+    manual.apply_request(w)
+    progress.track_candidate(w)
+
+
+def _judge_and_step(w: Work, verdicts: Sequence[Measurement]) -> None:
+    """Gates first (PreRollout hooks, measurements, a hook's rollback), then the strategy's
+    steps, which read what the gates decided."""
+    hooks.pre_rollout(w, w.hook_results)
+    measure.consume(w, verdicts)
+    hooks.rollback_requested(w, w.hook_results)
+    progress.advance(w)
+    progress.scale_down_previous(w)
+
+
+def _publish(w: Work, before: RolloutStatus) -> None:
+    """Traffic from the decided state, then what people see: Events, phase, conditions."""
+    w.set(traffic=desired.traffic(w))
+    if evidence.grew(before, w.status):
+        evidence.record_growth(w)  # also a return to traffic after readiness or Degraded
+    hooks.ask_rollback(w)
+    _traffic_events(w, before)
+    phase = conditions.phase_of(w)
+    if before.phase == Phase.DEGRADED:
+        w.emit(Reason.SPEC_FIXED, f"the spec is valid again: {phase}")
+    w.set(
+        phase=phase,
+        message=conditions.message_of(w, phase),
+        conditions=conditions.conditions_of(w, phase),
+    )
+    hooks.post_rollout(w, before.history)
+
+
 def decide(
     spec: ModelDeploymentSpec,
     status: RolloutStatus,
@@ -134,33 +165,9 @@ def decide(
     _require_aware(now)
     w = Work(spec, observed, now, replace(status, observed_generation=observed.generation))
     w.hook_results = tuple(hook_results)
-    _reconcile_revision(w)
-    w.set(revision=spec.revision)
-    if status.phase == Phase.DEGRADED:
-        _restart_clocks(w)
-    progress.track_stable(w)
-    progress.track_candidate(w)
-    manual.apply_request(w)
-    progress.track_candidate(w)  # a retry starts a candidate that may already be running
-    hooks.pre_rollout(w, w.hook_results)
-    measure.consume(w, verdicts)
-    hooks.rollback_requested(w, w.hook_results)
-    progress.advance(w)
-    progress.scale_down_previous(w)
-    w.set(traffic=desired.traffic(w))
-    if evidence.grew(status.traffic, w.status.traffic):
-        evidence.record_growth(w)  # also a return to traffic after readiness or Degraded
-    hooks.ask_rollback(w)
-    _traffic_events(w, status)
-    phase = conditions.phase_of(w)
-    if status.phase == Phase.DEGRADED:
-        w.emit(Reason.SPEC_FIXED, f"the spec is valid again: {phase}")
-    w.set(
-        phase=phase,
-        message=conditions.message_of(w, phase),
-        conditions=conditions.conditions_of(w, phase),
-    )
-    hooks.post_rollout(w, status.history)
+    _observe(w, status)
+    _judge_and_step(w, verdicts)
+    _publish(w, status)
     actions: list[Action] = desired.resource_actions(w)
     analysis = desired.analysis_action(w)
     if analysis is not None:

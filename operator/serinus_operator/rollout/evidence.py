@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from serinus_operator.rollout.status import Traffic
+from serinus_operator.rollout.status import RolloutStatus, Traffic
 from serinus_operator.rollout.work import Work
 
 
@@ -67,8 +67,23 @@ def proven(w: Work) -> bool:
     return _passed_since_growth(w)
 
 
-def grew(before: Traffic, after: Traffic) -> bool:
-    return after.candidate > before.candidate or after.mirror > before.mirror
+def grew(before: RolloutStatus, after: RolloutStatus) -> bool:
+    """Whether this decision exposed the candidate more. A different candidate (a new
+    rollout, a retry, the spec going back to a superseded one) starts from nothing, even
+    if the traffic numbers it takes over are the same as its predecessor's."""
+    b, a = before.candidate, after.candidate
+    same = (
+        b is not None
+        and a is not None
+        and (b.ref.revision, b.started_at)
+        == (
+            a.ref.revision,
+            a.started_at,
+        )
+    )
+    old = before.traffic if same else Traffic()
+    new = after.traffic
+    return new.candidate > old.candidate or new.mirror > old.mirror
 
 
 def record_growth(w: Work) -> None:

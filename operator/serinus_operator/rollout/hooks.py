@@ -52,7 +52,7 @@ def payload(w: Work, kind: WebhookType, *, entry: HistoryEntry | None = None) ->
         else {
             "revision": c.ref.revision,
             "version": c.ref.version,
-            "strategy": c.strategy.value,
+            "strategy": str(c.strategy),
             "stage": c.stage.value,
             "step": c.step,
         },

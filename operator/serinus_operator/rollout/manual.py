@@ -11,18 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from serinus_operator.api import ManualAction, ShadowThen
+from serinus_operator.api import ManualAction
+from serinus_operator.rollout import strategies
 from serinus_operator.rollout.actions import Reason
-from serinus_operator.rollout.status import HANDLED_LIMIT, LastAction, PauseReason, Stage
-from serinus_operator.rollout.work import Work, steps_hash
-
-Result = tuple[bool, str]
-
-
-def _not_full_size(w: Work, revision: str) -> str:
-    obs = w.observed.revisions.get(revision)
-    ready = 0 if obs is None else obs.ready_replicas
-    return f"the candidate is not at full size yet ({ready}/{w.spec.replicas} ready)"
+from serinus_operator.rollout.status import HANDLED_LIMIT, LastAction, PauseReason
+from serinus_operator.rollout.strategies import Result, gates
+from serinus_operator.rollout.work import Work
 
 
 def _promote(w: Work) -> Result:
@@ -33,47 +27,7 @@ def _promote(w: Work) -> Result:
         )
     if c.ready_since is None:
         return False, "the candidate is not ready yet"
-    rev = c.ref.revision
-    if c.stage == Stage.CANARY:
-        steps = w.spec.strategy.canary.steps if w.spec.strategy.canary else ()
-        on_pause_step = c.step < len(steps) and steps[c.step].pause
-        if c.pause is None and not on_pause_step:
-            return False, f"step {c.step + 1} is not a pause: nothing to skip"
-        if c.pause is not None:
-            w.unpause()
-        w.set_candidate(approved_at=w.now)  # a person's word stands in for evidence, once
-        if on_pause_step:
-            w.set_candidate(step=c.step + 1, step_started_at=w.now)
-            w.emit(Reason.STEP_ADVANCED, f"step {c.step + 1} skipped by request")
-        return True, "continuing with the next step"
-    if c.stage == Stage.SHADOW:
-        shadow = w.spec.strategy.shadow
-        if shadow is not None and shadow.then == ShadowThen.CANARY:
-            if c.pause is not None:
-                w.unpause()
-            to_canary(w)
-            w.set_candidate(approved_at=w.now)
-            return True, "shadow ended by request; canary steps follow"
-    if not w.complete(rev):
-        return False, _not_full_size(w, rev)
-    if c.stage == Stage.PREVIEW:
-        w.switch()
-        return True, "switched by request"
-    w.promote("promoted by request")
-    return True, "promoted"
-
-
-def to_canary(w: Work) -> None:
-    """End a shadow with ``then: Canary``: the canary steps start from step 1."""
-    w.set_candidate(
-        stage=Stage.CANARY,
-        step=0,
-        step_started_at=w.now,
-        pause=None,
-        steps_hash=steps_hash(w.spec.strategy),
-    )
-    w.set(analysis=w.fresh_analysis())
-    w.emit(Reason.STAGE_CHANGED, "shadow finished: continuing as a canary")
+    return strategies.of(w).promote(w, c)
 
 
 def _promote_full(w: Work) -> Result:
@@ -81,7 +35,7 @@ def _promote_full(w: Work) -> Result:
     if c is None:
         return False, "no rollout in progress"
     if c.ready_since is None or not w.complete(c.ref.revision):
-        return False, _not_full_size(w, c.ref.revision)
+        return False, gates.not_full_size(w, c.ref.revision)
     w.promote("promoted by request, remaining steps and analysis skipped")
     return True, "promoted"
 
@@ -120,7 +74,7 @@ def _retry(w: Work) -> Result:
         return False, "nothing was rolled back"
     if failed.ref.revision != w.spec.revision:
         return False, "the spec asks for another revision now"
-    w.start(failed.ref, Reason.RETRIED)
+    strategies.start(w, failed.ref, Reason.RETRIED)
     return True, "rolling out again from the first step"
 
 

@@ -1,15 +1,12 @@
-"""Moving a rollout forward: readiness, the progress deadline, steps and stage timers."""
+"""Moving a rollout forward: readiness, the progress deadline, and the strategy's steps."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
 
-from serinus_operator.api import CanaryStep, ShadowThen, format_duration
-from serinus_operator.rollout import evidence, hooks
+from serinus_operator.api import format_duration
+from serinus_operator.rollout import hooks, strategies
 from serinus_operator.rollout.actions import Reason
-from serinus_operator.rollout.manual import to_canary
-from serinus_operator.rollout.status import CandidateStatus, PauseReason, Stage
 from serinus_operator.rollout.work import Work
 
 DEADLINE = "ProgressDeadlineExceeded"
@@ -91,120 +88,15 @@ def _track_full_size(w: Work) -> None:
         )
 
 
-def steps_of(w: Work) -> tuple[CanaryStep, ...]:
-    canary = w.spec.strategy.canary
-    return canary.steps if canary is not None else ()
-
-
-def step_deadline(w: Work, c: CandidateStatus) -> datetime | None:
-    """When the current step or stage timer ends, if it is timed and running."""
-    if c.step_started_at is None or c.pause is not None:
-        return None
-    strategy = w.spec.strategy
-    length: timedelta | None = None
-    if c.stage == Stage.SHADOW and strategy.shadow is not None:
-        length = strategy.shadow.duration
-    elif c.stage == Stage.PREVIEW and strategy.blue_green is not None:
-        length = strategy.blue_green.preview_duration
-    elif c.stage == Stage.POST_PROMOTION and strategy.blue_green is not None:
-        length = strategy.blue_green.post_promotion_duration
-    elif c.stage == Stage.CANARY:
-        steps = steps_of(w)
-        if c.step < len(steps) and steps[c.step].pause:
-            length = steps[c.step].duration
-    return None if length is None else c.step_started_at + length
-
-
-def _due(w: Work, c: CandidateStatus) -> bool:
-    end = step_deadline(w, c)
-    return end is not None and w.now >= end
-
-
-def _measured(w: Work) -> bool:
-    """Promotions and switches need evidence (see :mod:`evidence`): with analysis
-    configured, the latest measurement passed and was taken at today's exposure. A failure
-    still under failureLimit, or an inconclusive answer, waits for the next interval."""
-    if evidence.proven(w):
-        return True
-    w.held = "waiting for a passing measurement"
-    return False
-
-
-def canary_weight(w: Work, step: int) -> int:
-    """The weight set by the last ``setWeight`` before ``step``."""
-    weight = 0
-    for s in steps_of(w)[:step]:
-        if s.set_weight is not None:
-            weight = s.set_weight
-    return weight
-
-
-def _canary_step(w: Work, c: CandidateStatus) -> bool:
-    """Take one canary step if it can be taken now; False when the rollout must wait."""
-    steps = steps_of(w)
-    if c.step >= len(steps):
-        if not w.complete(c.ref.revision) or not _measured(w):
-            return False
-        if not hooks.confirmed(w, w.hook_results):
-            return False
-        w.promote(f"all {len(steps)} canary steps passed")
-        return True
-    step = steps[c.step]
-    if step.set_weight is not None and step.set_weight > canary_weight(w, c.step):
-        if not evidence.may_grow(w):
-            w.held = f"setWeight {step.set_weight} waits for a passing measurement"
-            return False
-        w.set_candidate(step=c.step + 1, step_started_at=w.now)
-        evidence.record_growth(w)
-        return True
-    if step.set_weight is not None or _due(w, c):
-        w.set_candidate(step=c.step + 1, step_started_at=w.now)
-        if step.pause:
-            w.emit(Reason.STEP_ADVANCED, f"step {c.step + 1} ({_describe(step)}) done")
-        return True
-    if step.duration is None:
-        w.pause(PauseReason.AWAITING_PROMOTION, f"step {c.step + 1} pauses until promoted")
-    return False
-
-
-def _describe(step: CanaryStep) -> str:
-    if step.set_weight is not None:
-        return f"setWeight {step.set_weight}"
-    return "pause" if step.duration is None else f"pause {format_duration(step.duration)}"
-
-
-def _stage_step(w: Work, c: CandidateStatus) -> bool:
-    """Advance a shadow, preview or post-promotion stage whose timer ran out."""
-    if not _due(w, c):
-        return False
-    strategy = w.spec.strategy
-    if c.stage == Stage.SHADOW:
-        if strategy.shadow is not None and strategy.shadow.then == ShadowThen.CANARY:
-            to_canary(w)
-            return True
-        if not w.complete(c.ref.revision) or not _measured(w):
-            return False
-        if not hooks.confirmed(w, w.hook_results):
-            return False
-        w.promote("shadow analysis passed")
-        return True
-    if not w.complete(c.ref.revision) or not _measured(w):
-        return False
-    if c.stage == Stage.PREVIEW:
-        if strategy.blue_green is not None and not strategy.blue_green.auto_promote:
-            w.pause(PauseReason.AWAITING_PROMOTION, "preview finished: waiting for promote")
-            return False
-        if not hooks.confirmed(w, w.hook_results):
-            return False
-        w.switch()
-        return True
-    w.promote("post-promotion analysis passed")
-    return True
+# More steps than any one decision can take (canary steps are at most 20, plus the stage
+# changes around them): the loop ends when a step must wait, this only bounds a faulty one.
+_MOST_STEPS = 64
 
 
 def advance(w: Work) -> None:
     """Take every step that is due now, stopping at the first one that has to wait."""
-    for _ in range(len(steps_of(w)) + 4):
+    strategy = strategies.of(w)
+    for _ in range(_MOST_STEPS):
         c = w.candidate
         if c is None or c.ready_since is None or c.pause is not None:
             return
@@ -212,8 +104,7 @@ def advance(w: Work) -> None:
             return  # hold while it cannot take traffic; the deadline is watched elsewhere
         if not hooks.pre_rollout_open(w):
             return  # no traffic before the PreRollout hooks pass
-        took = _canary_step(w, c) if c.stage == Stage.CANARY else _stage_step(w, c)
-        if not took:
+        if not strategy.step(w, c):
             return
 
 

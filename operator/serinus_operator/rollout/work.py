@@ -6,14 +6,12 @@ function while its steps read as plain assignments.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from serinus_operator.api import ModelDeploymentSpec, ShadowThen, StrategySpec, StrategyType
+from serinus_operator.api import ModelDeploymentSpec
 from serinus_operator.rollout.actions import CallWebhooks, EventType, Notify, Reason
 from serinus_operator.rollout.observed import Observed, WebhookResult
 from serinus_operator.rollout.status import (
@@ -35,36 +33,6 @@ from serinus_operator.rollout.status import (
 # A revision that carried traffic is not scaled down or removed in the same decision that
 # moves the traffic away: routers and in-flight requests need a moment to follow.
 GRACE = timedelta(seconds=10)
-
-
-def first_stage(strategy: StrategySpec) -> Stage:
-    return {
-        StrategyType.CANARY: Stage.CANARY,
-        StrategyType.SHADOW: Stage.SHADOW,
-        StrategyType.BLUE_GREEN: Stage.PREVIEW,
-    }[strategy.type]
-
-
-def stage_fits(stage: Stage, strategy: StrategySpec) -> bool:
-    """Whether a rollout at ``stage`` can continue under (a possibly edited) ``strategy``."""
-    if strategy.type == StrategyType.CANARY:
-        return stage == Stage.CANARY
-    if strategy.type == StrategyType.SHADOW:
-        then_canary = strategy.shadow is not None and strategy.shadow.then == ShadowThen.CANARY
-        return stage == Stage.SHADOW or (stage == Stage.CANARY and then_canary)
-    return stage in (Stage.PREVIEW, Stage.POST_PROMOTION)
-
-
-def steps_hash(strategy: StrategySpec) -> str:
-    """A short hash of the canary steps: the step index only means something under them."""
-    steps = strategy.canary.steps if strategy.canary is not None else ()
-    canonical = json.dumps(
-        [
-            [s.set_weight, s.pause, None if s.duration is None else s.duration.total_seconds()]
-            for s in steps
-        ]
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
 @dataclass
@@ -140,7 +108,8 @@ class Work:
         self.emit(Reason.SUPERSEDED, f"{old.ref.version} ({old.ref.revision}) {message}")
         self.initialize()
 
-    def start(self, ref: RevisionRef, reason: Reason = Reason.ROLLOUT_STARTED) -> None:
+    def start(self, ref: RevisionRef, *, stage: Stage, reason: Reason) -> None:
+        """A new candidate at ``stage`` (``strategies.start`` picks it and sets the rest)."""
         strategy = self.spec.strategy
         previous = self.status.previous
         if previous is not None and previous.ref.revision == ref.revision:
@@ -149,9 +118,8 @@ class Work:
             candidate=CandidateStatus(
                 ref=ref,
                 strategy=strategy.type,
-                stage=first_stage(strategy),
+                stage=stage,
                 started_at=self.now,
-                steps_hash=steps_hash(strategy),
             ),
             analysis=None,
             rolled_back=None,
@@ -208,14 +176,6 @@ class Work:
             Reason.REVERTED,
             f"reverted to {prev.ref.version} ({prev.ref.revision}) while it was still warm",
         )
-
-    def switch(self) -> None:
-        """Blue-green: all traffic to the candidate at once; the old revision stays warm."""
-        c = self.status.candidate
-        assert c is not None
-        self.set_candidate(stage=Stage.POST_PROMOTION, step_started_at=self.now, pause=None)
-        self.set(analysis=self.fresh_analysis())
-        self.emit(Reason.TRAFFIC_SWITCHED, f"all traffic to {c.ref.version} ({c.ref.revision})")
 
     def pause(self, reason: PauseReason, message: str) -> None:
         self.set_candidate(pause=Pause(reason, self.now, message))

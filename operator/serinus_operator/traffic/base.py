@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from serinus_operator.api import AnalysisSpec, ModelDeployment, StrategySpec, StrategyType
+from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.meta import CANDIDATE_ANNOTATION, STABLE_ANNOTATION
 
 if TYPE_CHECKING:
@@ -114,6 +115,13 @@ class TrafficProvider(Protocol):
         """The objects that realise ``routes`` (with owner references given the
         ModelDeployment's ``owner_uid``); raises :class:`UnsupportedRoutes` when the
         provider cannot."""
+        ...
+
+    def runtime(
+        self, md: ModelDeployment, *, config: BuildConfig, owner_uid: str | None = None
+    ) -> list[dict[str, Any]]:
+        """What the provider runs besides the routes (the serinus router's Deployment and
+        its permissions), applied after them so that the routes exist when it starts."""
         ...
 
     def read(self, objects: Iterable[Mapping[str, Any]]) -> Routes | None:

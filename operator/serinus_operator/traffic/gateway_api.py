@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from serinus_operator.api import AnalysisSpec, ModelDeployment, StrategySpec, StrategyType
+from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.httproute import HTTPROUTE_API_VERSION, http_route
 from serinus_operator.resources.meta import MODEL_LABEL, REVISION_PORT
 from serinus_operator.traffic._analysis import needs_router
@@ -78,6 +79,11 @@ class GatewayAPIProvider:
             "GatewayAPI provider does not have (a Gateway discards mirrored responses): "
             "remove the metric or use traffic.provider Router"
         )
+
+    def runtime(
+        self, md: ModelDeployment, *, config: BuildConfig, owner_uid: str | None = None
+    ) -> list[dict[str, Any]]:
+        return []  # the Gateway controller routes
 
     def desired(
         self, md: ModelDeployment, routes: Routes, *, owner_uid: str | None = None

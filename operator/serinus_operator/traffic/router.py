@@ -5,19 +5,26 @@ Objects: the public Service ``<name>`` (selecting the router pods) and the Confi
 ``<name>-routes`` whose ``routes.json`` is the routing table of ``docs/traffic.md``. Shadow
 is ``table.shadow`` with ``percent``; the router compares the two predictions, which feeds
 the ``agreement`` metric. It runs every strategy.
+
+The table is the contract between the operator and the router: the operator writes it with
+``resources.routing.routing_table`` and reads it back here as plain JSON, never through the
+router's code (``serinus_serving.router.table``); the unit tests check that the router parses
+every table the operator writes, and that ``read`` accepts nothing the router would refuse.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from serinus_operator.api import AnalysisSpec, ModelDeployment, StrategySpec, StrategyType
+from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.meta import PUBLIC_PORT, REVISION_PORT, ROUTES_KEY, routes_name
-from serinus_operator.resources.routing import backend_url, routing_configmap, routing_table
+from serinus_operator.resources.router import router_objects
+from serinus_operator.resources.routing import routing_configmap, routing_table
 from serinus_operator.resources.services import public_service
 from serinus_operator.traffic.base import Routes, find, mapping, roles, routes_or_none
-from serinus_serving.router.table import TableError, parse_table
 
 
 class RouterProvider:
@@ -37,14 +44,22 @@ class RouterProvider:
 
     def table(self, md: ModelDeployment, routes: Routes) -> dict[str, Any]:
         """The routing table for ``routes``."""
+        return self._table(md.name, md.namespace, routes)
+
+    def _table(self, name: str, namespace: str, routes: Routes) -> dict[str, Any]:
         return routing_table(
-            md.name,
-            md.namespace,
+            name,
+            namespace,
             weights=routes.weights,
             port=self.port,
             shadow=routes.mirror,
             shadow_percent=routes.mirror_percent,
         )
+
+    def runtime(
+        self, md: ModelDeployment, *, config: BuildConfig, owner_uid: str | None = None
+    ) -> list[dict[str, Any]]:
+        return router_objects(md.name, md.namespace, config=config, owner_uid=owner_uid)
 
     def desired(
         self, md: ModelDeployment, routes: Routes, *, owner_uid: str | None = None
@@ -61,6 +76,9 @@ class RouterProvider:
         ]
 
     def read(self, objects: Iterable[Mapping[str, Any]]) -> Routes | None:
+        """The routes of the one routes ConfigMap in ``objects``: the weights and shadow of its
+        table, the roles of its annotations, and only if the table is exactly the one
+        ``desired`` writes for those routes (so the router accepts it and steers by it)."""
         found = [
             cm
             for cm in find(objects, api_version="v1", kind="ConfigMap")
@@ -70,27 +88,47 @@ class RouterProvider:
             return None
         configmap = found[0]
         named = roles(configmap)
-        raw = configmap["data"][ROUTES_KEY]
-        if named is None or not isinstance(raw, str):
+        table = _json_object(configmap["data"][ROUTES_KEY])
+        meta = mapping(configmap.get("metadata"))
+        model, namespace = table.get("model"), meta.get("namespace")
+        if named is None or not isinstance(model, str) or not isinstance(namespace, str):
             return None
-        try:
-            table = parse_table(raw)
-        except TableError:
+        if meta.get("name") != routes_name(model):
             return None
         stable, candidate = named
-        meta = mapping(configmap.get("metadata"))
-        namespace = meta.get("namespace")
-        if meta.get("name") != routes_name(table.model) or not isinstance(namespace, str):
+        routes = routes_or_none(
+            stable, candidate, _weight(table, candidate), _shadow_percent(table)
+        )
+        if routes is None or _canonical(table) != _canonical(self._table(model, namespace, routes)):
             return None
-        if set(table.backends) != {stable} | ({candidate} if candidate else set()):
-            return None
-        for revision, backend in table.backends.items():
-            if backend.url != backend_url(table.model, namespace, revision, port=self.port):
-                return None
-        mirror = 0
-        if table.shadow is not None:
-            if table.shadow.revision != candidate or not table.shadow.percent.is_integer():
-                return None
-            mirror = int(table.shadow.percent)
-        weight = 0 if candidate is None else table.backends[candidate].weight
-        return routes_or_none(stable, candidate, weight, mirror)
+        return routes
+
+
+def _canonical(table: Mapping[str, Any]) -> str:
+    """The table as JSON in one spelling: ``1``, ``1.0`` and ``true`` stay different."""
+    return json.dumps(table, sort_keys=True)
+
+
+def _json_object(raw: object) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, or an empty one."""
+    if not isinstance(raw, str):
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _weight(table: Mapping[str, Any], candidate: str | None) -> Any:
+    """The candidate's weight as the table gives it (``Routes`` checks it)."""
+    if candidate is None:
+        return 0
+    return mapping(mapping(table.get("revisions")).get(candidate)).get("weight")
+
+
+def _shadow_percent(table: Mapping[str, Any]) -> Any:
+    """The shadow's percent as the table gives it (``Routes`` checks it), 0 without one."""
+    if "shadow" not in table:
+        return 0
+    return mapping(table["shadow"]).get("percent")

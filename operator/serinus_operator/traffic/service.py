@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from serinus_operator.api import AnalysisSpec, ModelDeployment, StrategySpec, StrategyType
+from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.meta import MODEL_LABEL, PUBLIC_PORT, REVISION_LABEL
 from serinus_operator.resources.services import public_service
 from serinus_operator.traffic._analysis import needs_router
@@ -25,22 +26,29 @@ from serinus_operator.traffic.base import (
     strategy_type,
 )
 
+#: The strategies a selector switch can run: they never split or mirror live traffic. The
+#: same fact is in ``api._check_consistency`` and in the CRD's CEL rule on ``spec``; the
+#: traffic tests check that all three agree with this one.
+STRATEGIES: frozenset[StrategyType] = frozenset({StrategyType.BLUE_GREEN})
+
 
 class ServiceProvider:
     """Blue-green by a Service selector: no split, no mirror, no extra component."""
 
     kind = "Service"
+    strategies = STRATEGIES
 
     def __init__(self, *, public_port: int = PUBLIC_PORT) -> None:
         self.public_port = public_port
 
     def check(self, strategy: StrategySpec | StrategyType) -> str | None:
         kind = strategy_type(strategy)
-        if kind == StrategyType.BLUE_GREEN:
+        if kind in self.strategies:
             return None
+        allowed = " or ".join(sorted(s.value for s in self.strategies))
         return (
             f"traffic.provider Service switches a Service selector and cannot split or mirror "
-            f"traffic, which strategy {kind} needs: use strategy.type BlueGreen, or "
+            f"traffic, which strategy {kind} needs: use strategy.type {allowed}, or "
             "traffic.provider Router or GatewayAPI"
         )
 
@@ -69,6 +77,11 @@ class ServiceProvider:
             f"traffic.provider Service sends all traffic to one revision and cannot send "
             f"{routes.candidate_weight}% to the candidate: use Router or GatewayAPI"
         )
+
+    def runtime(
+        self, md: ModelDeployment, *, config: BuildConfig, owner_uid: str | None = None
+    ) -> list[dict[str, Any]]:
+        return []  # the Service routes itself
 
     def desired(
         self, md: ModelDeployment, routes: Routes, *, owner_uid: str | None = None

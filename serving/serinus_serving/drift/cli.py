@@ -1,4 +1,4 @@
-"""``serinus profile`` and the drift/feedback flags of ``serinus serve``.
+"""``serinus profile``, and the drift part of ``serinus serve``'s parsed flags.
 
 Only argparse is imported at module level: the ``serinus`` command builds every
 subcommand's parser at start-up, and numpy or ONNX Runtime would slow down all of them.
@@ -11,13 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from serinus_serving.drift.config import (
-    DEFAULT_MIN_SAMPLES,
-    DEFAULT_THRESHOLD,
-    DEFAULT_WINDOW,
-    DEFAULT_WINDOW_SECONDS,
-    DriftSettings,
-)
+from serinus_serving.drift.config import DriftSettings
 
 
 def _names(text: str) -> list[str]:
@@ -128,72 +122,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- serve flags
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``serinus serve`` flags for drift and feedback."""
-    g = parser.add_argument_group("drift and feedback (docs/drift.md)")
-    g.add_argument(
-        "--profile",
-        help="reference profile from `serinus profile` (path, file:// or http(s)://); turns "
-        "the serinus_drift_* metrics on",
-    )
-    g.add_argument(
-        "--drift-window",
-        type=_at_least(1),
-        default=DEFAULT_WINDOW,
-        help=f"rows in the sliding window (default: {DEFAULT_WINDOW})",
-    )
-    g.add_argument(
-        "--drift-window-seconds",
-        type=float,
-        default=DEFAULT_WINDOW_SECONDS,
-        help=f"and none older than this (default: {DEFAULT_WINDOW_SECONDS:g})",
-    )
-    g.add_argument(
-        "--drift-min-samples",
-        type=_at_least(1),
-        default=DEFAULT_MIN_SAMPLES,
-        help=f"rows the window needs before drift is exported (default: {DEFAULT_MIN_SAMPLES})",
-    )
-    g.add_argument(
-        "--drift-threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help=f"PSI over which a feature counts as drifted (default: {DEFAULT_THRESHOLD:g})",
-    )
-    g.add_argument(
-        "--feedback-max-ids",
-        type=_at_least(0),
-        default=100_000,
-        help="predictions kept by request id for feedback labels (default: 100000; 0: off)",
-    )
-    g.add_argument(
-        "--feedback-ttl-seconds",
-        type=float,
-        default=3600.0,
-        help="labels for older predictions are refused as expired (default: 3600)",
-    )
-    g.add_argument(
-        "--feedback-window",
-        type=_at_least(1),
-        default=1000,
-        help="labelled rows behind live accuracy / error (default: 1000)",
-    )
-
-
 def serve_settings(args: argparse.Namespace) -> DriftSettings:
-    """The parsed ``serinus serve`` flags; exits with a usage error when inconsistent."""
-    settings = DriftSettings(
-        profile=args.profile,
-        window=args.drift_window,
-        window_seconds=args.drift_window_seconds,
-        min_samples=min(args.drift_min_samples, args.drift_window),
-        threshold=args.drift_threshold,
-        feedback_max_ids=args.feedback_max_ids,
-        feedback_ttl_seconds=args.feedback_ttl_seconds,
-        feedback_window=args.feedback_window,
-    )
-    problems = settings.problems()
-    if problems:
-        print(f"serinus serve: {'; '.join(problems)}", file=sys.stderr)
-        raise SystemExit(2)
-    return settings
+    """The drift part of parsed ``serinus serve`` flags and the environment; exits with a
+    usage error when a value is bad. The flags themselves are declared on DriftSettings
+    and added by serinus_serving.settings.add_serve_flags."""
+    from serinus_serving.settings import settings_from_args
+
+    return settings_from_args(args).drift

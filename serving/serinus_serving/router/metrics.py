@@ -44,6 +44,12 @@ class RouterMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         model = self.model()
+        yield from self._collect_requests(model)
+        yield from self._collect_shadow(model)
+        yield from self._collect_table(model)
+
+    def _collect_requests(self, model: str) -> Iterator[Metric]:
+        """Live requests: counts, latency and backend failures per serving revision."""
         requests = CounterMetricFamily(
             "serinus_router_requests",
             "Requests the router answered, by the revision that served them and status code.",
@@ -71,6 +77,9 @@ class RouterMetrics(Collector):
             errors.add_metric([kind, model, revision], value)
         yield errors
 
+    def _collect_shadow(self, model: str) -> Iterator[Metric]:
+        """Shadow copies: results (the router's drops and the worker's), differences, in
+        flight; then the worker's own health."""
         shadow = CounterMetricFamily(
             "serinus_shadow_requests",
             "Shadow copies by result: agree, disagree (deciding outputs differ), error "
@@ -99,7 +108,9 @@ class RouterMetrics(Collector):
         )
         inflight.add_metric([model], totals.inflight)
         yield inflight
+        yield from self._collect_shadow_worker(model)
 
+    def _collect_shadow_worker(self, model: str) -> Iterator[Metric]:
         ready, restarts = self.shadow_worker_state()
         up = GaugeMetricFamily(
             "serinus_shadow_worker_up",
@@ -116,6 +127,8 @@ class RouterMetrics(Collector):
         restarted.add_metric([model], restarts)
         yield restarted
 
+    def _collect_table(self, model: str) -> Iterator[Metric]:
+        """The routing table in force: weights per revision, and how loads of it went."""
         weights = GaugeMetricFamily(
             "serinus_router_weight",
             "Percent of live traffic routed to each revision by the current table.",

@@ -103,6 +103,72 @@ def _backend(revision: str, raw: Any) -> Backend:
     return Backend(revision, url, parsed.hostname, parsed.port or 80, weight, version)
 
 
+def _shadow(raw: Any, backends: dict[str, Backend]) -> Shadow | None:
+    if raw is None:
+        return None
+    spec = _obj(raw, "shadow")
+    revision = spec.get("revision")
+    if revision not in backends:
+        raise TableError(f"shadow.revision {revision!r} is not one of the revisions")
+    return Shadow(
+        revision=str(revision),
+        percent=_number(spec.get("percent", 100), "shadow.percent", low=0, high=100),
+        max_concurrency=int(
+            _number(spec.get("maxConcurrency", 32), "shadow.maxConcurrency", low=1, high=4096)
+        ),
+        max_body_bytes=int(
+            _number(
+                spec.get("maxBodyBytes", 1 << 20),
+                "shadow.maxBodyBytes",
+                low=0,
+                high=1 << 30,
+            )
+        ),
+    )
+
+
+def _stickiness(raw: Any) -> Stickiness | None:
+    if raw is None:
+        return None
+    spec = _obj(raw, "stickiness")
+    header, cookie = spec.get("header"), spec.get("cookie")
+    if (header is None) == (cookie is None):
+        raise TableError("stickiness needs exactly one of header or cookie")
+    for name, value in (("header", header), ("cookie", cookie)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise TableError(f"stickiness.{name} must be a non-empty string")
+    return Stickiness(header=header.lower() if header else None, cookie=cookie)
+
+
+def _comparison(raw: Any) -> Comparison:
+    if raw is None:
+        return Comparison()
+    spec = _obj(raw, "comparison")
+    outputs = spec.get("outputs", [])
+    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+        raise TableError("comparison.outputs must be a list of output names")
+    return Comparison(
+        outputs=tuple(outputs),
+        abs_tolerance=_number(
+            spec.get("absTolerance", 1e-6), "comparison.absTolerance", low=0, high=1e300
+        ),
+        rel_tolerance=_number(
+            spec.get("relTolerance", 1e-6), "comparison.relTolerance", low=0, high=1e300
+        ),
+    )
+
+
+def _backends(raw: Any) -> dict[str, Backend]:
+    revisions = _obj(raw, "revisions")
+    if not revisions:
+        raise TableError("revisions must list at least one revision")
+    backends = {str(r): _backend(str(r), b) for r, b in revisions.items()}
+    total = sum(b.weight for b in backends.values())
+    if total != 100:
+        raise TableError(f"revision weights must add up to 100, they add up to {total}")
+    return backends
+
+
 def parse_table(raw: bytes | str | dict[str, Any]) -> RoutingTable:
     """Validate a routing table; raises :class:`TableError` naming the first mistake."""
     if isinstance(raw, bytes | str):
@@ -114,64 +180,10 @@ def parse_table(raw: bytes | str | dict[str, Any]) -> RoutingTable:
     model = spec.get("model")
     if not isinstance(model, str) or not model:
         raise TableError("model must be a non-empty string")
-    revisions = _obj(spec.get("revisions"), "revisions")
-    if not revisions:
-        raise TableError("revisions must list at least one revision")
-    backends = {str(r): _backend(str(r), b) for r, b in revisions.items()}
-    total = sum(b.weight for b in backends.values())
-    if total != 100:
-        raise TableError(f"revision weights must add up to 100, they add up to {total}")
-
-    shadow = None
-    if spec.get("shadow") is not None:
-        raw_shadow = _obj(spec["shadow"], "shadow")
-        revision = raw_shadow.get("revision")
-        if revision not in backends:
-            raise TableError(f"shadow.revision {revision!r} is not one of the revisions")
-        shadow = Shadow(
-            revision=str(revision),
-            percent=_number(raw_shadow.get("percent", 100), "shadow.percent", low=0, high=100),
-            max_concurrency=int(
-                _number(
-                    raw_shadow.get("maxConcurrency", 32), "shadow.maxConcurrency", low=1, high=4096
-                )
-            ),
-            max_body_bytes=int(
-                _number(
-                    raw_shadow.get("maxBodyBytes", 1 << 20),
-                    "shadow.maxBodyBytes",
-                    low=0,
-                    high=1 << 30,
-                )
-            ),
-        )
-
-    stickiness = None
-    if spec.get("stickiness") is not None:
-        raw_sticky = _obj(spec["stickiness"], "stickiness")
-        header, cookie = raw_sticky.get("header"), raw_sticky.get("cookie")
-        if (header is None) == (cookie is None):
-            raise TableError("stickiness needs exactly one of header or cookie")
-        for name, value in (("header", header), ("cookie", cookie)):
-            if value is not None and (not isinstance(value, str) or not value):
-                raise TableError(f"stickiness.{name} must be a non-empty string")
-        stickiness = Stickiness(header=header.lower() if header else None, cookie=cookie)
-
-    comparison = Comparison()
-    if spec.get("comparison") is not None:
-        raw_cmp = _obj(spec["comparison"], "comparison")
-        outputs = raw_cmp.get("outputs", [])
-        if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
-            raise TableError("comparison.outputs must be a list of output names")
-        comparison = Comparison(
-            outputs=tuple(outputs),
-            abs_tolerance=_number(
-                raw_cmp.get("absTolerance", 1e-6), "comparison.absTolerance", low=0, high=1e300
-            ),
-            rel_tolerance=_number(
-                raw_cmp.get("relTolerance", 1e-6), "comparison.relTolerance", low=0, high=1e300
-            ),
-        )
+    backends = _backends(spec.get("revisions"))
+    shadow = _shadow(spec.get("shadow"), backends)
+    stickiness = _stickiness(spec.get("stickiness"))
+    comparison = _comparison(spec.get("comparison"))
     timeout = _number(spec.get("timeoutSeconds", 30), "timeoutSeconds", low=0.001, high=3600)
     return RoutingTable(
         model=model,

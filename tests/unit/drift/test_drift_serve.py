@@ -102,8 +102,8 @@ def test_v1_requests_count_too(logreg_path: Path, profile_path: Path) -> None:
     with running(app) as client:
         rows = np.random.default_rng(2).normal(size=(5, 20)).tolist()
         assert client.post("/v1/models/m:predict", json={"instances": rows}).status_code == 200
-        assert app.drift_monitor is not None
-        assert app.drift_monitor.snapshot().window_samples == 5
+        assert app.dataplane.drift_monitor is not None
+        assert app.dataplane.drift_monitor.snapshot().window_samples == 5
 
 
 @pytest.mark.parametrize(
@@ -324,9 +324,9 @@ def test_batched_requests_are_recorded_once_each(logreg_path: Path, profile_path
         return await asyncio.gather(*(one(r) for r in rows))
 
     assert asyncio.run(scenario()) == [200] * 60
-    assert app.batcher is not None and app._batches_recorded
+    assert app.dataplane.batcher is not None and app.dataplane._batches_recorded
     assert app.metrics.batch_rows.count < 60  # some requests did share a runtime call
-    monitor = app.drift_monitor
+    monitor = app.dataplane.drift_monitor
     assert monitor is not None
     monitor.fold()
     view = monitor.window.view(time.monotonic())

@@ -291,3 +291,23 @@ def test_promotions_and_switches_need_a_pass_at_todays_exposure(strategy: dict[s
     assert sim.status.phase == phase
     assert sim.status.candidate is not None
     assert sim.status.traffic.candidate == 0  # neither promoted nor switched
+
+
+def test_a_candidate_taking_over_its_predecessors_mirror_still_needs_evidence() -> None:
+    """Found by the property above: the spec goes to v3 and straight back to v2, so a new v2
+    rollout starts mirrored at the same 100% the superseded one had. The traffic numbers did
+    not grow, but this candidate's exposure did: its canary step waits for a pass."""
+    sim = Sim.started(spec_dict("v1", strategy=SHADOW_CANARY, analysis=ANALYSIS))
+    sim.new_version("v2")
+    walk(sim, [Tick(), Tick(S, mirror=100)])
+    sim.new_version("v3")
+    walk(sim, [Tick(), Tick(mirror=100)])
+    sim.new_version("v2")
+    walk(
+        sim,
+        [
+            Tick(mirror=100, events=(R.SUPERSEDED, R.ROLLOUT_STARTED, R.CANDIDATE_READY)),
+            Tick(330 * S, weight=0, stage="Canary"),  # the shadow ended; 30% waits
+            Tick(30 * S, verdict=PASS, weight=30),
+        ],
+    )

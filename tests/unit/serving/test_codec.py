@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from serinus_serving.codec import parse_v1, parse_v2, render_v1, render_v2
+from serinus_serving.codec import parse_v2, render_v2
+from serinus_serving.codec_v1 import parse_v1, render_v1
 from serinus_serving.datatypes import NUMPY_BY_DATATYPE
 from serinus_serving.errors import InferenceError
 from serinus_serving.runtime.base import TensorSpec

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serinus_operator.api import StrategyType, TrafficProvider
+from serinus_operator.api import SpecError, StrategyType, TrafficProvider
+from serinus_operator.resources.config import BuildConfig
 from serinus_operator.rollout.actions import SetTraffic
 from serinus_operator.traffic import (
     GatewayAPIProvider,
@@ -27,6 +28,7 @@ from serinus_operator.traffic import (
     make_provider,
 )
 from serinus_serving.router.table import parse_table
+from unit.operator.kit import crd
 from unit.traffic import kit
 
 pytestmark = pytest.mark.unit
@@ -186,6 +188,23 @@ def test_router_writes_public_service_and_routes_configmap() -> None:
     }
 
 
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_only_the_router_runs_something_besides_its_routes(kind: str) -> None:
+    """The router's pods and permissions come from its provider, not from a platform's
+    special case; the other providers rely on what the cluster already runs."""
+    provider, md = provider_and_md(kind)
+    config = BuildConfig(router_image="example.com/router:1")
+    objects = provider.runtime(md, config=config, owner_uid=UID)
+    if kind != "Router":
+        assert objects == []
+        return
+    kinds = [o["kind"] for o in objects]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Deployment"]
+    pod = objects[-1]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "example.com/router:1"
+    assert all(o["metadata"]["ownerReferences"][0]["uid"] == UID for o in objects)
+
+
 def test_gateway_writes_one_httproute_with_the_specs_gateway_and_hostnames() -> None:
     provider = make_provider("GatewayAPI")
     md = kit.md("GatewayAPI", gateway={"name": "edge"}, hostnames=("a.example.com",))
@@ -227,6 +246,39 @@ def test_check_strategy(kind: str, strategy: StrategyType) -> None:
         assert "Router or GatewayAPI" in message
     else:
         assert message is None
+
+
+def service_rule(node: Any) -> str | None:
+    """The CRD's CEL rule tying traffic.provider Service to strategies."""
+    if isinstance(node, dict):
+        for rule in node.get("x-kubernetes-validations", []):
+            if "provider != 'Service'" in rule["rule"]:
+                return str(rule["rule"])
+        node = list(node.values())
+    if isinstance(node, list):
+        return next((r for r in map(service_rule, node) if r is not None), None)
+    return None
+
+
+@pytest.mark.parametrize("strategy", list(StrategyType))
+def test_service_strategies_are_one_fact(strategy: StrategyType) -> None:
+    """ "Service only with BlueGreen" is also written in ``api.py`` and in the CRD's CEL rule
+    (so that ``kubectl apply`` refuses it): both agree with ``ServiceProvider.strategies``."""
+    celpy = pytest.importorskip("celpy")
+    allowed = strategy in ServiceProvider.strategies
+    assert (ServiceProvider().check(strategy) is None) == allowed
+    if allowed:
+        kit.md("Service", strategy=strategy.value)
+    else:
+        with pytest.raises(SpecError, match=r"spec\.traffic\.provider"):
+            kit.md("Service", strategy=strategy.value)
+    rule = service_rule(crd())
+    assert rule is not None
+    env = celpy.Environment()
+    spec = {"traffic": {"provider": "Service"}, "strategy": {"type": strategy.value}}
+    assert bool(env.program(env.compile(rule)).evaluate({"self": celpy.json_to_cel(spec)})) == (
+        allowed
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,164 @@
+"""Decode one tensor of a request: its shape against the model's, its values from JSON
+``data`` or from raw little-endian bytes (the binary tensor extension).
+
+This is the request path, so it avoids pydantic and per-element Python loops: numpy parses
+the JSON lists. Every malformed tensor raises :class:`InferenceError` with a message that
+names the input and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from serinus_serving.datatypes import ACCEPTED_KINDS, NUMPY_BY_DATATYPE
+from serinus_serving.errors import InferenceError
+from serinus_serving.runtime.base import Array, TensorSpec
+
+_INT_INFO = {
+    dt: np.iinfo(NUMPY_BY_DATATYPE[dt].name)
+    for dt in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
+}
+
+
+def describe(specs: Mapping[str, TensorSpec]) -> str:
+    return ", ".join(f"{s.name} ({s.datatype} {list(s.shape)})" for s in specs.values())
+
+
+def load_json(body: bytes) -> Any:
+    if not body:
+        raise InferenceError("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InferenceError(f"request body is not valid JSON: {exc}") from None
+
+
+def parse_shape(name: str, raw: Any) -> tuple[int, ...]:
+    if type(raw) is list:
+        for dim in raw:  # bool is an int subclass; the exact type check keeps it out
+            if type(dim) is not int or dim < 0:
+                break
+        else:
+            return tuple(raw)
+    raise InferenceError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+
+
+def check_shape(spec: TensorSpec, shape: tuple[int, ...], *, max_rows: int) -> int:
+    """Validate ``shape`` against the model's input; return the batch size (rows)."""
+    if len(shape) != len(spec.shape):
+        raise InferenceError(
+            f"input {spec.name!r}: shape {list(shape)} has rank {len(shape)}, "
+            f"the model expects rank {len(spec.shape)} ({list(spec.shape)})"
+        )
+    for axis, (got, want) in enumerate(zip(shape, spec.shape, strict=True)):
+        if want >= 0 and got != want:
+            raise InferenceError(
+                f"input {spec.name!r}: dimension {axis} is {got}, the model expects {want} "
+                f"(model shape {list(spec.shape)}, -1 is any)"
+            )
+    rows = shape[0] if shape else 1
+    if shape and spec.shape[0] < 0 and rows > max_rows:
+        raise InferenceError(
+            f"input {spec.name!r}: batch of {rows} rows is over the limit of {max_rows}"
+        )
+    return rows
+
+
+def from_json_data(spec: TensorSpec, shape: tuple[int, ...], data: Any) -> Array:
+    if not isinstance(data, list):
+        raise InferenceError(f"input {spec.name!r}: 'data' must be a JSON array")
+    try:
+        array = np.asarray(data)
+    except (ValueError, OverflowError):
+        raise InferenceError(
+            f"input {spec.name!r}: 'data' is ragged or holds mixed types; "
+            "send a flat row-major array or one nested to match 'shape'"
+        ) from None
+    expected = math.prod(shape)
+    if array.size != expected:
+        raise InferenceError(
+            f"input {spec.name!r}: shape {list(shape)} needs {expected} elements, "
+            f"'data' has {array.size}"
+        )
+    datatype = spec.datatype
+    info = _INT_INFO.get(datatype)
+    if info is not None and array.dtype.kind in "fO" and array.size:
+        # numpy turns [2**63, 0] into floats; integers that only fit uint64 take this path.
+        array = _exact_integers(spec, data)
+    if array.size and array.dtype.kind not in ACCEPTED_KINDS[datatype]:
+        raise InferenceError(
+            f"input {spec.name!r}: 'data' holds {_kind_name(array.dtype.kind)} values, "
+            f"which are not valid for datatype {datatype}"
+        )
+    target = NUMPY_BY_DATATYPE[datatype]
+    if (
+        info is not None
+        and array.size
+        and array.dtype != target
+        and (array.min() < info.min or array.max() > info.max)
+    ):
+        raise InferenceError(f"input {spec.name!r}: a value is out of range for {datatype}")
+    array = array.astype(target, copy=False)
+    return array if array.shape == shape else array.reshape(shape)
+
+
+def _exact_integers(spec: TensorSpec, data: list[Any]) -> Array:
+    flat = np.array(data, dtype=object).ravel()
+    if not all(type(x) is int for x in flat):
+        raise InferenceError(
+            f"input {spec.name!r}: 'data' holds non-integer values, which are not valid "
+            f"for datatype {spec.datatype}"
+        )
+    try:
+        return np.array(flat.tolist(), dtype=NUMPY_BY_DATATYPE[spec.datatype])
+    except OverflowError:
+        raise InferenceError(
+            f"input {spec.name!r}: a value is out of range for {spec.datatype}"
+        ) from None
+
+
+def _kind_name(kind: str) -> str:
+    return {
+        "b": "boolean",
+        "i": "integer",
+        "u": "integer",
+        "f": "floating-point",
+        "U": "string",
+        "O": "null, object or out-of-range",
+    }.get(kind, kind)
+
+
+def from_binary(spec: TensorSpec, shape: tuple[int, ...], chunk: bytes) -> Array:
+    count = math.prod(shape)
+    if spec.datatype == "BYTES":
+        items: list[str] = []
+        offset = 0
+        try:
+            while offset < len(chunk):
+                (length,) = struct.unpack_from("<I", chunk, offset)
+                offset += 4
+                if offset + length > len(chunk):
+                    raise InferenceError(f"input {spec.name!r}: truncated BYTES element")
+                items.append(chunk[offset : offset + length].decode())
+                offset += length
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise InferenceError(f"input {spec.name!r}: malformed BYTES data: {exc}") from None
+        if len(items) != count:
+            raise InferenceError(
+                f"input {spec.name!r}: shape {list(shape)} needs {count} elements, "
+                f"binary data has {len(items)}"
+            )
+        return np.asarray(items, dtype=object).reshape(shape)
+    dtype = NUMPY_BY_DATATYPE[spec.datatype].newbyteorder("<")
+    if len(chunk) != count * dtype.itemsize:
+        raise InferenceError(
+            f"input {spec.name!r}: shape {list(shape)} of {spec.datatype} needs "
+            f"{count * dtype.itemsize} bytes, binary_data_size is {len(chunk)}"
+        )
+    return np.frombuffer(chunk, dtype=dtype).reshape(shape)
