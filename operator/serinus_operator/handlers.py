@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import kopf
 
 from serinus_operator.analysis.providers.base import MetricProvider
@@ -56,6 +57,8 @@ class Context:
     peering_lifetime: float = 60.0
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     healthy: bool = False
+    #: Calls every ModelDeployment's webhooks, reusing connections across passes.
+    webhooks: httpx.AsyncClient = field(default_factory=httpx.AsyncClient)
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
@@ -96,6 +99,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx.healthy = False
     if ctx.metrics is not None:
         await ctx.metrics.aclose()
+    await ctx.webhooks.aclose()
 
 
 @kopf.on.login(registry=registry)
@@ -165,6 +169,7 @@ async def rollout_loop(
                 metrics=ctx.metrics,
                 clock=ctx.clock,
                 telemetry=ctx.telemetry,
+                http=ctx.webhooks,
             )
             backoff = 1.0
             if result.decision.wake_at is not None:

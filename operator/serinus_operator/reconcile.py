@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -136,7 +136,7 @@ async def _measure(
         return Measurement(at=at, revision=run.candidate, results=results)
     try:
         measurement = await measure(analysis, provider, variables=variables, at=at)
-    except TemplateError as exc:  # the CRD and api.py keep these out; never crash on one
+    except TemplateError as exc:  # the CRD and the api package keep these out; never crash on one
         results = tuple(
             MetricResult(m.name, Verdict.INCONCLUSIVE, message=str(exc)) for m in run.metrics
         )
@@ -154,6 +154,66 @@ async def _measure(
     return measurement
 
 
+def _read_status(ref: ObjectRef, stored: Mapping[str, Any]) -> RolloutStatus:
+    try:
+        return RolloutStatus.from_dict(stored)
+    except (ValueError, TypeError) as exc:
+        # A status edited by hand into something unreadable: start over from the spec
+        # rather than crash-looping; the revisions found are reused (nothing is lost).
+        log.warning(
+            "%s/%s: unreadable status, starting from the spec: %s", ref.namespace, ref.name, exc
+        )
+        return RolloutStatus()
+
+
+@dataclass
+class _Pass:
+    """What one pass needs besides the object: where actions land, how it measures and calls
+    webhooks, its clock, and the Events it decided so far."""
+
+    ref: ObjectRef
+    platform: Platform
+    metrics: MetricProvider | None
+    http: httpx.AsyncClient
+    clock: Callable[[], datetime]
+    telemetry: Telemetry | None
+    notifies: list[Notify] = field(default_factory=list)
+
+    async def run(self, md: api.ModelDeployment, decision: Decision) -> None:
+        """Execute ``decision`` and tell PostRollout hooks; keep its Events."""
+        await execute(self.platform, self.ref, md, decision)
+        self.notifies += decision.of(Notify)
+        self.notifies += await _tell_post_rollout(self.ref, decision, self.http, clock=self.clock)
+
+
+async def _decide(
+    p: _Pass, md: api.ModelDeployment, status: RolloutStatus, generation: int
+) -> Decision:
+    """Decide, then measure and call webhooks for as long as the decision asks (a bounded
+    number of rounds), deciding again on each answer."""
+    revisions = await p.platform.observe(p.ref, md)
+    observed = Observed(
+        generation=generation,
+        revisions=revisions,
+        request=md.request,
+        invalid_request=md.invalid_request,
+    )
+    decision = decide(md.spec, status, observed, (), p.clock())
+    await p.run(md, decision)
+    for _ in range(MAX_ROUNDS):
+        runs = decision.of(RunAnalysis)
+        calls = [c for c in decision.of(CallWebhooks) if c.kind != WebhookType.POST_ROLLOUT]
+        if not runs and not calls:
+            break
+        measured = [
+            await _measure(run, md, p.metrics, at=p.clock(), telemetry=p.telemetry) for run in runs
+        ]
+        answers = [r for call in calls for r in await _call(p.ref, call, p.http, clock=p.clock)]
+        decision = decide(md.spec, decision.status, observed, measured, p.clock(), answers)
+        await p.run(md, _without_resource_repeats(decision))
+    return decision
+
+
 async def reconcile(
     obj: Mapping[str, Any],
     *,
@@ -161,10 +221,16 @@ async def reconcile(
     metrics: MetricProvider | None,
     clock: Callable[[], datetime],
     telemetry: Telemetry | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> Result:
     """One pass over the stored object ``obj``; raises only for platform trouble
     (:class:`~serinus_operator.platforms.base.Conflict`, API errors), which the caller
-    retries with back-off."""
+    retries with back-off. ``http`` calls the webhooks (a client of the pass's own if None)."""
+    if http is None:
+        async with httpx.AsyncClient() as own:
+            return await reconcile(
+                obj, platform=platform, metrics=metrics, clock=clock, telemetry=telemetry, http=own
+            )
     ref = ref_of(obj)
     meta = obj.get("metadata") or {}
     stored_status = obj.get("status") or {}
@@ -173,53 +239,20 @@ async def reconcile(
     leftover = outbox.pending(stored_status)
     if leftover and await post(platform, ref, leftover):
         leftover = []
-    try:
-        status = RolloutStatus.from_dict(stored_status)
-    except (ValueError, TypeError) as exc:
-        # A status edited by hand into something unreadable: start over from the spec
-        # rather than crash-looping; the revisions found are reused (nothing is lost).
-        log.warning(
-            "%s/%s: unreadable status, starting from the spec: %s", ref.namespace, ref.name, exc
-        )
-        status = RolloutStatus()
-    notifies: list[Notify] = []
-    md: api.ModelDeployment | None
+    status = _read_status(ref, stored_status)
+    p = _Pass(ref, platform, metrics, http, clock, telemetry)
     try:
         md = api.parse(obj)
         check_traffic(md.spec)  # what the provider cannot carry out is invalid too
     except api.SpecError as error:
-        md = None
         decision = invalid(status, error, generation, clock())
         await execute(platform, ref, _traffic_only(obj, ref), decision)
-        notifies += decision.of(Notify)
-    if md is not None:
-        revisions = await platform.observe(ref, md)
-        observed = Observed(
-            generation=generation,
-            revisions=revisions,
-            request=md.request,
-            invalid_request=md.invalid_request,
-        )
-        decision = decide(md.spec, status, observed, (), clock())
-        await execute(platform, ref, md, decision)
-        notifies += decision.of(Notify)
-        notifies += await _tell_post_rollout(ref, decision, clock=clock)
-        for _ in range(MAX_ROUNDS):
-            runs = decision.of(RunAnalysis)
-            calls = [c for c in decision.of(CallWebhooks) if c.kind != WebhookType.POST_ROLLOUT]
-            if not runs and not calls:
-                break
-            measured = [
-                await _measure(run, md, metrics, at=clock(), telemetry=telemetry) for run in runs
-            ]
-            answers = [r for call in calls for r in await _call(ref, call, clock=clock)]
-            decision = decide(md.spec, decision.status, observed, measured, clock(), answers)
-            await execute(platform, ref, md, _without_resource_repeats(decision))
-            notifies += decision.of(Notify)
-            notifies += await _tell_post_rollout(ref, decision, clock=clock)
+        p.notifies += decision.of(Notify)
+    else:
+        decision = await _decide(p, md, status, generation)
     version = str(meta.get("resourceVersion") or "")
     fresh = outbox.named(
-        ref.name, uid=ref.uid, resource_version=version, at=clock(), notifies=notifies
+        ref.name, uid=ref.uid, resource_version=version, at=clock(), notifies=p.notifies
     )
     new_status = outbox.with_pending(decision.status.to_dict(), [*leftover, *fresh])
     patch = merge_diff(stored_status, new_status)
@@ -282,30 +315,29 @@ async def _write_status(
 
 
 async def _call(
-    ref: ObjectRef, call: CallWebhooks, *, clock: Callable[[], datetime]
+    ref: ObjectRef, call: CallWebhooks, http: httpx.AsyncClient, *, clock: Callable[[], datetime]
 ) -> list[WebhookResult]:
     payload = {**call.payload, "name": ref.name, "namespace": ref.namespace}
     candidate = call.payload.get("candidate") or {}
-    async with httpx.AsyncClient() as client:
-        return await webhook.call_all(
-            client,
-            call.kind,
-            call.hooks,
-            payload,
-            revision=str(candidate.get("revision") or ""),
-            clock=clock,
-        )
+    return await webhook.call_all(
+        http,
+        call.kind,
+        call.hooks,
+        payload,
+        revision=str(candidate.get("revision") or ""),
+        clock=clock,
+    )
 
 
 async def _tell_post_rollout(
-    ref: ObjectRef, decision: Decision, *, clock: Callable[[], datetime]
+    ref: ObjectRef, decision: Decision, http: httpx.AsyncClient, *, clock: Callable[[], datetime]
 ) -> list[Notify]:
     """PostRollout hooks are told the outcome; a failure is reported, never retried."""
     failed: list[Notify] = []
     for call in decision.of(CallWebhooks):
         if call.kind != WebhookType.POST_ROLLOUT:
             continue
-        for result in await _call(ref, call, clock=clock):
+        for result in await _call(ref, call, http, clock=clock):
             if not result.ok:
                 failed.append(
                     Notify(

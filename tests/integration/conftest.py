@@ -1,6 +1,6 @@
 """One real Kubernetes control plane per test session (tests/support/real_cluster.py),
-with the ModelDeployment CRD and the operator's RBAC installed; each test that uses it
-takes a namespace of its own."""
+with the ModelDeployment CRD, the Gateway API's HTTPRoute CRD and the operator's RBAC
+installed; each test that uses it takes a namespace of its own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.real_cluster import NoGo, RealCluster, build_binaries
+from support.real_cluster import NoGo, RealCluster, build_binaries, gateway_api_crds
 from support.real_kube import CRDS, RealKube
 
 
@@ -16,9 +16,10 @@ from support.real_kube import CRDS, RealKube
 def real_cluster() -> Iterator[RealCluster]:
     try:
         build_binaries()
+        gateway = gateway_api_crds()
     except NoGo as exc:
         pytest.skip(f"SKIPPED ON PURPOSE: {exc}")
-    with RealCluster(crds=CRDS) as cluster:
+    with RealCluster(crds=(*CRDS, *gateway)) as cluster:
         yield cluster
 
 

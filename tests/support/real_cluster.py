@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from support.serve import free_port
 
 BUILD = Path(__file__).resolve().parents[2] / "hack" / "kube" / "build.sh"
+GATEWAY_API = BUILD.with_name("gateway-api.sh")
 NODE = "standin-node"
 CONTROLLERS = ",".join(
     [
@@ -92,6 +93,19 @@ def build_binaries() -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"{BUILD} failed with exit code {done.returncode} (see its stderr)")
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def gateway_api_crds() -> tuple[Path, ...]:
+    """The Gateway API's HTTPRoute CRD (fetched from the Go module proxy if needed), so that
+    the GatewayAPI provider writes real HTTPRoutes, validated by the real schema."""
+    done = subprocess.run(
+        ["bash", str(GATEWAY_API)], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if done.returncode == 3:
+        raise NoGo("no Go toolchain, so no Gateway API CRDs (see build_binaries)")
+    if done.returncode != 0:
+        raise RuntimeError(f"{GATEWAY_API} failed with exit code {done.returncode}")
+    return (Path(done.stdout.strip().splitlines()[-1]),)
 
 
 class _Process:

@@ -420,9 +420,16 @@ class KubernetesPlatform:
         found = await self.client.get(path)
         if found is None:
             try:
-                created: Mapping[str, Any] = await self.client.create(
+                created: Mapping[str, Any] | None = await self.client.create(
                     collection_path(obj["apiVersion"], obj["kind"], namespace), wanted
                 )
+                if created is None:
+                    raise ApiError(
+                        404,
+                        f"cannot create {obj['kind']} {namespace}/{name}: the API server does "
+                        f"not serve {obj['apiVersion']} {obj['kind']} in namespace {namespace} "
+                        "(are its CRDs installed?)",
+                    )
                 log.info("created %s %s/%s", obj["kind"], namespace, name)
                 return created
             except Conflict:

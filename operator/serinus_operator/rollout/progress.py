@@ -95,7 +95,6 @@ _MOST_STEPS = 64
 
 def advance(w: Work) -> None:
     """Take every step that is due now, stopping at the first one that has to wait."""
-    strategy = strategies.of(w)
     for _ in range(_MOST_STEPS):
         c = w.candidate
         if c is None or c.ready_since is None or c.pause is not None:
@@ -104,7 +103,7 @@ def advance(w: Work) -> None:
             return  # hold while it cannot take traffic; the deadline is watched elsewhere
         if not hooks.pre_rollout_open(w):
             return  # no traffic before the PreRollout hooks pass
-        if not strategy.step(w, c):
+        if not strategies.of(w).step(w, c):
             return
 
 

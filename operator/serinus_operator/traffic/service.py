@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from serinus_operator.api import AnalysisSpec, ModelDeployment, StrategySpec, StrategyType
+from serinus_operator.api import (
+    PROVIDER_STRATEGIES,
+    AnalysisSpec,
+    ModelDeployment,
+    StrategySpec,
+    StrategyType,
+)
+from serinus_operator.api import TrafficProvider as ApiProvider
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.meta import MODEL_LABEL, PUBLIC_PORT, REVISION_LABEL
 from serinus_operator.resources.services import public_service
@@ -26,10 +33,9 @@ from serinus_operator.traffic.base import (
     strategy_type,
 )
 
-#: The strategies a selector switch can run: they never split or mirror live traffic. The
-#: same fact is in ``api._check_consistency`` and in the CRD's CEL rule on ``spec``; the
-#: traffic tests check that all three agree with this one.
-STRATEGIES: frozenset[StrategyType] = frozenset({StrategyType.BLUE_GREEN})
+#: The strategies a selector switch can run (they never split or mirror live traffic):
+#: ``api.PROVIDER_STRATEGIES``, the one statement of this fact.
+STRATEGIES: frozenset[StrategyType] = PROVIDER_STRATEGIES[ApiProvider.SERVICE]
 
 
 class ServiceProvider:

@@ -227,7 +227,7 @@ def test_operator_killed_mid_rollout_resumes(cluster: Cluster) -> None:
 
 
 def test_invalid_spec_is_refused_by_the_api_server_and_nothing_changes(cluster: Cluster) -> None:
-    """The CRD's schema and CEL rules refuse what api.py would refuse, with the same field;
+    """The CRD's schema and CEL rules refuse what the api package would refuse, with the same field;
     the operator's own Degraded path (a spec stored under an older, laxer CRD) is covered by
     the engine's and the reconcile loop's tests, as no such object can be created here."""
     cluster.operator.start()

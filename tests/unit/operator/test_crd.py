@@ -2,7 +2,7 @@
 
 The CEL rules run in ``cel-python`` the way the API server runs them: on the defaulted
 object, with ``number`` fields as doubles. Every mistake a rule catches is also caught by
-``api.py`` (``serinus local`` has no API server), so each negative case checks both.
+``api`` (``serinus local`` has no API server), so each negative case checks both.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def test_crd_defaults_and_api_defaults_agree(strategy: dict[str, Any]) -> None:
     assert cel_failures(obj) == []
 
 
-# --- what the schema and CEL rules reject (and api.py too) -----------------------------------
+# --- what the schema and CEL rules reject (and the api package too) -------------------------
 
 
 def with_spec(**changes: Any) -> dict[str, Any]:

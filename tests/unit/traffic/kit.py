@@ -2,14 +2,16 @@
 
 Core objects (Service, ConfigMap) are validated by ``kubernetes-validate`` in strict mode
 against Kubernetes 1.37. ``kubernetes-validate`` ships no Gateway API schemas (it raises
-``SchemaNotFoundError`` for ``gateway.networking.k8s.io/v1``), nothing installable here ships
-the Gateway API CRDs, and no network is reachable at test time. So HTTPRoutes are checked
+``SchemaNotFoundError`` for ``gateway.networking.k8s.io/v1``), no pip package ships the
+Gateway API CRDs, and no network is reachable at test time. So HTTPRoutes are checked
 against a schema written here for the part of ``gateway.networking.k8s.io/v1`` HTTPRoute
 that Serinus writes (parentRefs, hostnames, rules with backendRefs and a RequestMirror
 filter), with unknown fields rejected as strict field validation does, plus the API's rules
 that a schema cannot express (a Service backend needs a port; ``percent`` and ``fraction``
 exclude each other). ``metadata`` goes through ``kubernetes-validate``'s ObjectMeta. This is
-weaker than the real CRD: the opt-in e2e suite applies the objects to a real cluster.
+weaker than the real CRD, which the integration tests install on their real API server
+(``hack/kube/gateway-api.sh`` takes it from the ``sigs.k8s.io/gateway-api`` Go module at
+build time), so the HTTPRoutes the operator writes there meet the real schema and CEL rules.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serinus_operator.api import SpecError, StrategyType, TrafficProvider
+from serinus_operator.api import PROVIDER_STRATEGIES, SpecError, StrategyType, TrafficProvider
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.rollout.actions import SetTraffic
 from serinus_operator.traffic import (
@@ -25,6 +25,7 @@ from serinus_operator.traffic import (
     Routes,
     ServiceProvider,
     UnsupportedRoutes,
+    check_spec,
     make_provider,
 )
 from serinus_serving.router.table import parse_table
@@ -262,13 +263,15 @@ def service_rule(node: Any) -> str | None:
 
 @pytest.mark.parametrize("strategy", list(StrategyType))
 def test_service_strategies_are_one_fact(strategy: StrategyType) -> None:
-    """ "Service only with BlueGreen" is also written in ``api.py`` and in the CRD's CEL rule
-    (so that ``kubectl apply`` refuses it): both agree with ``ServiceProvider.strategies``."""
+    """ "Service only with BlueGreen" is stated once, in ``api.PROVIDER_STRATEGIES``: api
+    validation and the provider read it, and the CRD's CEL rule (so that ``kubectl apply``
+    refuses the spec) must agree with it."""
     celpy = pytest.importorskip("celpy")
-    allowed = strategy in ServiceProvider.strategies
+    allowed = strategy in PROVIDER_STRATEGIES[TrafficProvider.SERVICE]
+    assert ServiceProvider.strategies == PROVIDER_STRATEGIES[TrafficProvider.SERVICE]
     assert (ServiceProvider().check(strategy) is None) == allowed
     if allowed:
-        kit.md("Service", strategy=strategy.value)
+        check_spec(kit.md("Service", strategy=strategy.value).spec)
     else:
         with pytest.raises(SpecError, match=r"spec\.traffic\.provider"):
             kit.md("Service", strategy=strategy.value)

@@ -1,0 +1,68 @@
+"""What a rollout measures, and what makes a measurement pass."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from serinus_operator.api.enums import NoDataPolicy
+from serinus_operator.api.errors import SpecError
+from serinus_operator.api.names import BUILTIN_CHECKS
+from serinus_operator.api.wire import refines, wire
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ONE_METRIC = "add at least one metric, or remove analysis"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    query: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+@refines(MetricSpec)
+def _check_metric(metric: MetricSpec, _: Mapping[str, Any], path: str) -> MetricSpec:
+    name, lo, hi = metric.name, metric.min, metric.max
+    if not DNS_LABEL.match(name) or len(name) > 63:
+        raise SpecError(f"{path}.name", "use lowercase letters, digits and '-', e.g. 'error-rate'")
+    if metric.query is None and name not in BUILTIN_CHECKS:
+        raise SpecError(
+            f"{path}.query",
+            f"{name!r} is not a built-in metric ({', '.join(BUILTIN_CHECKS)}): "
+            "add a PromQL query or use a built-in name",
+        )
+    if lo is None and hi is None:
+        raise SpecError(path, "set min, max or both: the threshold that makes a verdict")
+    if lo is not None and hi is not None and lo > hi:
+        raise SpecError(f"{path}.min", f"min ({lo}) is greater than max ({hi}); swap them")
+    return metric
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    metrics: tuple[MetricSpec, ...] = field(metadata=wire(required=_ONE_METRIC))
+    interval: timedelta = field(
+        default=timedelta(seconds=30), metadata=wire(minimum=timedelta(seconds=1))
+    )
+    failure_limit: int = field(default=1, metadata=wire(minimum=0, maximum=100))
+    inconclusive_limit: int = field(default=3, metadata=wire(minimum=0, maximum=100))
+    no_data: NoDataPolicy = NoDataPolicy.INCONCLUSIVE
+    min_requests: int = field(default=1, metadata=wire(minimum=0, maximum=1_000_000_000))
+    resume_on_pass: bool = False  # an InconclusiveAnalysis pause ends on the next pass
+
+
+@refines(AnalysisSpec)
+def _check_analysis(analysis: AnalysisSpec, _: Mapping[str, Any], path: str) -> AnalysisSpec:
+    if not analysis.metrics:
+        raise SpecError(f"{path}.metrics", _ONE_METRIC)
+    seen: set[str] = set()
+    for i, metric in enumerate(analysis.metrics):
+        if metric.name in seen:
+            raise SpecError(f"{path}.metrics[{i}].name", f"{metric.name!r} is listed twice")
+        seen.add(metric.name)
+    return analysis
