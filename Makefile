@@ -40,7 +40,7 @@ system-deps: ## Install the Debian packages the tests use (prometheus, promtool,
 	fi
 
 kube-bins: ## Build etcd, kube-apiserver, kube-controller-manager from Go modules (cached outside the repo)
-	@bash hack/kube/build.sh >/dev/null && bash hack/kube/gateway-api.sh >/dev/null; rc=$$?; \
+	@bash hack/kube/build.sh >/dev/null && bash hack/kube/gateway-api.sh >/dev/null && bash hack/kstatus/build.sh >/dev/null; rc=$$?; \
 	if [ $$rc = 3 ]; then \
 		echo "WARNING: no Go toolchain: the tests on a real Kubernetes control plane will be SKIPPED." >&2; \
 		echo "         Install Go >= 1.26 (https://go.dev/dl/, into /usr/local/go) and run make test again." >&2; \

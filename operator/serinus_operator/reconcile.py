@@ -23,6 +23,7 @@ from serinus_operator.analysis.templates import TemplateError
 from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
 from serinus_operator.api import WebhookType
 from serinus_operator.platforms.base import Conflict, ObjectRef, Platform
+from serinus_operator.resources.meta import revision_selector
 from serinus_operator.rollout import (
     Decision,
     EnsureRevision,
@@ -93,6 +94,7 @@ async def execute(
     no longer needs. ``md`` is None only for an object whose traffic spec is unreadable.
     Its Events are not posted here but through the outbox, after the status write."""
     if md is not None:
+        await platform.autoscale(ref, md)
         for ensure in decision.of(EnsureRevision):
             await platform.ensure_revision(ref, md, ensure)
         for route in decision.of(SetTraffic):
@@ -152,6 +154,14 @@ async def _measure(
             bounds.append((check.name, check.min, check.max))
         telemetry.observe_measurement(md.namespace, md.name, measurement, bounds=bounds)
     return measurement
+
+
+def _with_selector(ref: ObjectRef, status: RolloutStatus) -> RolloutStatus:
+    """The scale subresource's selector: the stable revision's serving pods."""
+    if status.stable is None:
+        return status
+    labels = revision_selector(ref.name, status.stable.ref.revision)
+    return replace(status, selector=",".join(f"{k}={v}" for k, v in sorted(labels.items())))
 
 
 def _read_status(ref: ObjectRef, stored: Mapping[str, Any]) -> RolloutStatus:
@@ -254,7 +264,9 @@ async def reconcile(
     fresh = outbox.named(
         ref.name, uid=ref.uid, resource_version=version, at=clock(), notifies=p.notifies
     )
-    new_status = outbox.with_pending(decision.status.to_dict(), [*leftover, *fresh])
+    new_status = outbox.with_pending(
+        _with_selector(ref, decision.status).to_dict(), [*leftover, *fresh]
+    )
     patch = merge_diff(stored_status, new_status)
     stored: Mapping[str, Any] = obj
     if patch:

@@ -5,7 +5,8 @@
 temporary folder: its own CA, serving and client certificates, service-account keys,
 loopback ports only. The API is the real one: validation, defaulting, admission, RBAC,
 resourceVersions, watches, 410 Gone, server-side apply, and real Deployment, ReplicaSet,
-garbage-collector, namespace, service-account and endpoints controllers.
+garbage-collector, namespace, service-account, endpoints and horizontal-pod-autoscaler
+controllers.
 
 No scheduler, kubelet or container runtime runs here, so :class:`StandinKubelet` plays the
 one node; see its docstring for what it emulates and what it lacks.
@@ -50,6 +51,9 @@ CONTROLLERS = ",".join(
         "root-ca-certificate-publisher-controller",
         "endpoints-controller",
         "endpointslice-controller",
+        # Reads a ModelDeployment's scale subresource like any scale target; no metrics
+        # server runs, so it can enforce min/max replicas but compute no utilisation.
+        "horizontal-pod-autoscaler-controller",
     ]
 )
 T = TypeVar("T")
@@ -427,6 +431,7 @@ class RealCluster:
             f"--service-account-private-key-file={self.dir / 'sa.key'}",
             f"--root-ca-file={self.ca_path}",
             "--leader-elect=false",
+            "--horizontal-pod-autoscaler-sync-period=2s",
             "--bind-address=127.0.0.1",
             "--secure-port=0",
         )

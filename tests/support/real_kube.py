@@ -57,6 +57,8 @@ KUSTOMIZE_OBJECTS = frozenset(
         "serviceaccount/serinus-operator",
         "clusterrole.rbac.authorization.k8s.io/serinus-operator",
         "clusterrolebinding.rbac.authorization.k8s.io/serinus-operator",
+        "clusterrole.rbac.authorization.k8s.io/serinus-view",
+        "clusterrole.rbac.authorization.k8s.io/serinus-edit",
         "service/serinus-operator-metrics",
         "deployment.apps/serinus-operator",
     }

@@ -11,9 +11,11 @@ which the one mapper (``wire``) reads and writes, and in the CRD, which
 """
 
 from serinus_operator.api.analysis import AnalysisSpec, MetricSpec
+from serinus_operator.api.autoscaling import AutoscalingSpec
 from serinus_operator.api.durations import format_duration, parse_duration
 from serinus_operator.api.enums import (
     PROVIDER_STRATEGIES,
+    CandidateScale,
     ManualAction,
     NoDataPolicy,
     ShadowThen,
@@ -80,10 +82,12 @@ __all__ = [
     "VERSION",
     "ActionRequest",
     "AnalysisSpec",
+    "AutoscalingSpec",
     "BatchingSpec",
     "BlueGreenSpec",
     "CanarySpec",
     "CanaryStep",
+    "CandidateScale",
     "GatewayRef",
     "InvalidRequest",
     "ManualAction",

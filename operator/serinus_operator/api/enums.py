@@ -11,6 +11,13 @@ class StrategyType(StrEnum):
     BLUE_GREEN = "BlueGreen"
 
 
+class CandidateScale(StrEnum):
+    """How many pods a candidate runs before its promotion (docs/rollouts.md, "Capacity")."""
+
+    FULL = "Full"  # spec.replicas from the start, as Flagger does
+    TRAFFIC = "Traffic"  # enough for its traffic, scaled up before each increase (Argo's)
+
+
 class ShadowThen(StrEnum):
     PROMOTE = "Promote"
     CANARY = "Canary"

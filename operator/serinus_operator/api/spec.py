@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from serinus_operator.api.analysis import DNS_LABEL, AnalysisSpec
+from serinus_operator.api.autoscaling import AutoscalingSpec
 from serinus_operator.api.durations import format_duration
 from serinus_operator.api.enums import PROVIDER_STRATEGIES, TrafficProvider, WebhookType
 from serinus_operator.api.errors import SpecError
@@ -77,6 +78,7 @@ class ModelDeploymentSpec:
         metadata=wire(minimum=timedelta(0), exclusive_minimum=True, hint="e.g. '10m'"),
     )
     webhooks: tuple[WebhookSpec, ...] = ()
+    autoscaling: AutoscalingSpec | None = None
 
     @property
     def revision(self) -> str:

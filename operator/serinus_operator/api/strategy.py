@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from serinus_operator.api.codecs import PRESENT
-from serinus_operator.api.enums import ShadowThen, StrategyType
+from serinus_operator.api.enums import CandidateScale, ShadowThen, StrategyType
 from serinus_operator.api.errors import SpecError
 from serinus_operator.api.wire import refines, wire
 
@@ -72,6 +72,7 @@ class StrategySpec:
     scale_down_delay_default: timedelta = field(
         default=timedelta(seconds=30), metadata=wire(key="scaleDownDelay")
     )
+    candidate_scale: CandidateScale = CandidateScale.FULL
 
     @property
     def scale_down_delay(self) -> timedelta:

@@ -55,6 +55,10 @@ class Platform(Protocol):
         """Put ``routes`` into effect with the ModelDeployment's traffic provider."""
         ...
 
+    async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
+        """Keep the autoscaler of ``spec.autoscaling`` (none without it)."""
+        ...
+
     async def notify(self, ref: ObjectRef, notify: Notify, *, name: str) -> bool:
         """Record an Event named ``name`` on the ModelDeployment, once: True when it is
         recorded or already was; False when it could not be (never raises)."""

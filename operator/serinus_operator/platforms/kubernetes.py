@@ -2,9 +2,15 @@
 ``kubernetes`` client, and only to resolve credentials (kubeconfig, exec plugins,
 in-cluster service account); requests go over one async httpx client.
 
-Objects are applied by create-or-merge-patch, and patched only when what the builders
-render changed (a hash in the ``serinus.dev/applied`` annotation), so a reconcile pass that
-changes nothing sends no writes. Nothing here decides anything.
+Children are written with server-side apply under one field manager, ``serinus-operator``,
+with ``force``: the API server records which fields the operator owns, so a field the
+builders stop rendering is removed, and a field someone else changed is taken back. A
+child is applied only when what the builders render changed (a hash in the
+``serinus.dev/applied`` annotation) or when the object changed since the operator last
+wrote or read it, so a reconcile pass that changes nothing sends no writes. A child found
+deleted, or changed in a field the operator owns, is put back and reported
+(:meth:`KubernetesPlatform.report_restored` posts one Event per pass). Nothing here
+decides anything about rollouts.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +35,7 @@ from serinus_operator import __version__
 from serinus_operator.api import GROUP, KIND, VERSION, ModelDeployment
 from serinus_operator.platforms.base import Conflict, ObjectRef
 from serinus_operator.platforms.health import ApiHealth
+from serinus_operator.resources.autoscaling import autoscaler, revision_disruption_budget
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.deployments import revision_deployment
 from serinus_operator.resources.meta import (
@@ -38,7 +45,13 @@ from serinus_operator.resources.meta import (
     REVISION_PORT,
     revision_name,
 )
-from serinus_operator.resources.services import revision_service
+from serinus_operator.resources.services import (
+    CANDIDATE_ROLE,
+    STABLE_ROLE,
+    revision_service,
+    role_service,
+    role_service_name,
+)
 from serinus_operator.rollout.actions import EnsureRevision, Notify
 from serinus_operator.rollout.observed import RevisionObservation
 from serinus_operator.traffic import make_provider
@@ -47,6 +60,11 @@ from serinus_operator.traffic.base import Routes
 log = logging.getLogger("serinus.kubernetes")
 
 APPLIED_ANNOTATION: Final = f"{GROUP}/applied"
+#: The one field manager of every child the operator writes (server-side apply).
+FIELD_MANAGER: Final = "serinus-operator"
+APPLY_PATCH: Final = "application/apply-patch+yaml"
+#: The Event reason for children put back after someone deleted or changed them.
+RESTORED_REASON: Final = "ChildRestored"
 PLURAL: Final = "modeldeployments"
 USER_AGENT: Final = f"serinus-operator/{__version__}"
 #: Event names remembered as posted, so that a pass does not re-post its predecessor's.
@@ -69,6 +87,10 @@ _PATHS: Final[Mapping[tuple[str, str], str]] = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): (
         "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes"
     ),
+    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): (
+        "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
+    ),
     (f"{GROUP}/{VERSION}", KIND): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}",
 }
 
@@ -79,6 +101,12 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+
+
+class NotOwned(RuntimeError):
+    """An object of the name a child would have is controlled by another owner (another
+    ModelDeployment's child, or the child of a ModelDeployment of the same name that was
+    deleted and is still being collected): it is never taken over."""
 
 
 # --- credentials -----------------------------------------------------------------------------
@@ -261,9 +289,33 @@ class KubeClient:
     async def create(self, path: str, obj: Mapping[str, Any]) -> Any:
         return await self.request("POST", path, body=obj)
 
-    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> Any:
+    async def merge_patch(
+        self, path: str, patch: Mapping[str, Any], *, field_manager: str | None = None
+    ) -> Any:
+        params = {"fieldManager": field_manager} if field_manager else None
         return await self.request(
-            "PATCH", path, body=patch, content_type="application/merge-patch+json"
+            "PATCH", path, body=patch, params=params, content_type="application/merge-patch+json"
+        )
+
+    async def json_patch(self, path: str, operations: Sequence[Mapping[str, Any]]) -> Any:
+        return await self.request(
+            "PATCH",
+            path,
+            body=[dict(o) for o in operations],
+            content_type="application/json-patch+json",
+        )
+
+    async def server_side_apply(
+        self, path: str, obj: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER
+    ) -> Any:
+        """Server-side apply ``obj`` (JSON is YAML) as ``field_manager``, taking over fields
+        another manager set (``force``): the object as stored, or None for 404."""
+        return await self.request(
+            "PATCH",
+            path,
+            body=obj,
+            params={"fieldManager": field_manager, "force": "true"},
+            content_type=APPLY_PATCH,
         )
 
     async def delete(self, path: str) -> Any:
@@ -318,18 +370,146 @@ def _with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _dropping_stale_annotations(
-    wanted: Mapping[str, Any], found: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A merge patch to ``wanted`` that also removes the operator's own annotations
-    (``serinus.dev/*``) it no longer writes: a merge patch keeps every key it does not name,
-    so without this a rollback would leave ``serinus.dev/candidate`` naming the old one."""
-    patch: dict[str, Any] = json.loads(json.dumps(wanted))
-    mine = patch["metadata"]["annotations"]
-    for key in found:
-        if key.startswith(f"{GROUP}/") and key not in mine:
-            mine[key] = None
-    return patch
+#: Metadata that changes without anyone changing the object's content.
+_VOLATILE_METADATA: Final = frozenset({"resourceVersion", "managedFields", "generation"})
+
+
+def content(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` without ``status`` and the metadata that every write changes: what a person
+    or a controller can edit."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = obj.get("metadata") or {}
+    out["metadata"] = {k: v for k, v in meta.items() if k not in _VOLATILE_METADATA}
+    return out
+
+
+def changed_paths(
+    before: Any, after: Any, *, depth: int = 3, _path: tuple[str, ...] = ()
+) -> list[str]:
+    """Where ``before`` and ``after`` differ, as dotted paths at most ``depth`` deep
+    (``spec.selector``, ``data.routes.json``)."""
+    if before == after:
+        return []
+    if isinstance(before, Mapping) and isinstance(after, Mapping) and len(_path) < depth:
+        out: list[str] = []
+        for key in sorted({*before, *after}, key=str):
+            out += changed_paths(
+                before.get(key), after.get(key), depth=depth, _path=(*_path, str(key))
+            )
+        return out
+    return [".".join(_path) or "the object"]
+
+
+def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("controller"):
+            return str(ref.get("uid") or "")
+    return None
+
+
+def _union(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two ``FieldsV1`` sets as one (nested dicts whose keys name fields)."""
+    out = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(mine, Mapping) and isinstance(value, Mapping):
+            out[key] = _union(mine, value)
+        else:
+            out[key] = value
+    return out
+
+
+def upgraded_managed_fields(managed: list[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """``managedFields`` with the operator's own ``Update`` entries folded into its ``Apply``
+    entry, or None when there are none.
+
+    Operators before server-side apply created children with POST and merge patches, which
+    the API server records as ``Update`` operations of the manager named by the user agent,
+    ``serinus-operator``. Fields owned that way would outlive server-side apply's removal of
+    what the operator stops applying (a stale ``serinus.dev/candidate`` annotation after a
+    promotion), so the first apply of such an object makes them the applier's, as kubectl
+    and client-go's ``csaupgrade`` do when moving from client-side apply.
+    """
+    legacy = [
+        m
+        for m in managed
+        if m.get("manager") == FIELD_MANAGER
+        and m.get("operation") == "Update"
+        and not m.get("subresource")
+    ]
+    if not legacy:
+        return None
+    rest = [dict(m) for m in managed if m not in legacy]
+    applier = next(
+        (
+            m
+            for m in rest
+            if m.get("manager") == FIELD_MANAGER
+            and m.get("operation") == "Apply"
+            and not m.get("subresource")
+        ),
+        None,
+    )
+    fields: dict[str, Any] = dict((applier or {}).get("fieldsV1") or {})
+    for entry in legacy:
+        fields = _union(fields, entry.get("fieldsV1") or {})
+    merged = dict(applier or legacy[0])
+    merged.update(operation="Apply", fieldsType="FieldsV1", fieldsV1=fields)
+    if applier is None:
+        return [*rest, merged]
+    return [merged if m is applier else m for m in rest]
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A child the operator put back: deleted, or changed in fields it owns."""
+
+    kind: str
+    name: str
+    deleted: bool
+    fields: tuple[str, ...] = ()
+    resource_version: str = ""
+
+    def describe(self) -> str:
+        if self.deleted:
+            return f"{self.kind} {self.name} was deleted: created it again"
+        what = ", ".join(self.fields[:4]) + (", ..." if len(self.fields) > 4 else "")
+        return f"{self.kind} {self.name} was changed ({what}): put it back"
+
+
+#: A child as the platform remembers it: (namespace, model, owner uid, apiVersion, kind, name).
+_Key = tuple[str, str, str, str, str, str]
+
+
+def _key(obj: Mapping[str, Any]) -> _Key:
+    meta = obj.get("metadata") or {}
+    owner = next((r for r in meta.get("ownerReferences") or [] if isinstance(r, Mapping)), {})
+    model = str(owner.get("name") or (meta.get("labels") or {}).get(MODEL_LABEL) or "")
+    return (
+        str(meta.get("namespace") or ""),
+        model,
+        str(owner.get("uid") or ""),
+        str(obj.get("apiVersion") or ""),
+        str(obj.get("kind") or ""),
+        str(meta.get("name") or ""),
+    )
+
+
+def _digest(obj: Mapping[str, Any]) -> str:
+    return applied_hash(content(obj))
+
+
+def _check_owner(found: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """Raise :class:`NotOwned` when ``found`` is controlled by another owner than the one
+    ``wanted`` names (an object with no controller is adopted, as Deployments adopt)."""
+    mine, theirs = _controller_uid(wanted), _controller_uid(found)
+    if mine is None or theirs is None or mine == theirs:
+        return
+    meta = found.get("metadata") or {}
+    raise NotOwned(
+        f"{found.get('kind')} {meta.get('namespace')}/{meta.get('name')} is controlled by "
+        f"another owner (uid {theirs}): not taking it over"
+    )
 
 
 def observation(deployment: Mapping[str, Any]) -> RevisionObservation:
@@ -384,6 +564,11 @@ class KubernetesPlatform:
         self.config = config or BuildConfig()
         self.instance = instance or socket.gethostname()
         self._posted: OrderedDict[str, None] = OrderedDict()  # Event names, newest last
+        #: Children this process applied or found, with the digest of their content as it
+        #: last wrote or read it (None: found, never applied).
+        self._known: dict[_Key, str | None] = {}
+        #: Children put back since the last report, by (namespace, ModelDeployment).
+        self._restored: dict[tuple[str, str], list[Restored]] = {}
 
     # ------------------------------------------------------------------ reading
     async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -411,50 +596,111 @@ class KubernetesPlatform:
 
     # ------------------------------------------------------------------ writing
     async def apply(self, obj: Mapping[str, Any], *, force: bool = False) -> Mapping[str, Any]:
-        """Create ``obj``, or merge-patch it when what was rendered changed (or ``force``);
-        returns the object as the API server stores it."""
+        """Server-side apply ``obj`` when what was rendered changed, when the object changed
+        since this process last wrote or read it, or with ``force``; returns the object as
+        the API server stores it. A child found deleted, or changed in a field the operator
+        owns, is put back and remembered for :meth:`report_restored`."""
         meta = obj["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        path = object_path(obj["apiVersion"], obj["kind"], namespace, name)
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        path = object_path(api_version, kind, namespace, name)
         wanted = _with_hash(obj)
-        found = await self.client.get(path)
+        rendered = wanted["metadata"]["annotations"][APPLIED_ANNOTATION]
+        key = _key(obj)
+        found: Mapping[str, Any] | None = await self.client.get(path)
+        was = None
+        if found is not None:
+            _check_owner(found, obj)
+            was = ((found.get("metadata") or {}).get("annotations") or {}).get(APPLIED_ANNOTATION)
+            if not force and was == rendered and self._known.get(key) == _digest(found):
+                return found
+            upgraded = await self._upgrade_managed_fields(path, found)
+            if upgraded is not None:
+                found, was = upgraded, None  # what the apply removes now is no drift
+        stored: Mapping[str, Any] | None = await self.client.server_side_apply(path, wanted)
+        if stored is None:
+            raise ApiError(
+                404,
+                f"cannot apply {kind} {namespace}/{name}: the API server does not serve "
+                f"{api_version} {kind} in namespace {namespace} (are its CRDs installed?)",
+            )
+        version = str((stored.get("metadata") or {}).get("resourceVersion") or "")
         if found is None:
-            try:
-                created: Mapping[str, Any] | None = await self.client.create(
-                    collection_path(obj["apiVersion"], obj["kind"], namespace), wanted
+            if key in self._known:
+                log.warning(
+                    "%s %s/%s was deleted by someone else: created it again", kind, namespace, name
                 )
-                if created is None:
-                    raise ApiError(
-                        404,
-                        f"cannot create {obj['kind']} {namespace}/{name}: the API server does "
-                        f"not serve {obj['apiVersion']} {obj['kind']} in namespace {namespace} "
-                        "(are its CRDs installed?)",
-                    )
-                log.info("created %s %s/%s", obj["kind"], namespace, name)
-                return created
-            except Conflict:
-                found = await self.client.get(path)  # created concurrently: patch instead
-                if found is None:
-                    raise
-        annotations = (found.get("metadata") or {}).get("annotations") or {}
-        if not force and (
-            annotations.get(APPLIED_ANNOTATION)
-            == wanted["metadata"]["annotations"][APPLIED_ANNOTATION]
-        ):
-            return dict(found)
-        patched: Mapping[str, Any] = await self.client.merge_patch(
-            path, _dropping_stale_annotations(wanted, annotations)
+                self._restore(key, Restored(kind, name, deleted=True, resource_version=version))
+            else:
+                log.info("created %s %s/%s", kind, namespace, name)
+        else:
+            changed = changed_paths(content(found), content(stored))
+            if changed and was == rendered:
+                log.warning(
+                    "%s %s/%s was changed by someone else (%s): put it back",
+                    kind,
+                    namespace,
+                    name,
+                    ", ".join(changed),
+                )
+                self._restore(
+                    key,
+                    Restored(
+                        kind, name, deleted=False, fields=tuple(changed), resource_version=version
+                    ),
+                )
+            elif changed:
+                log.info("updated %s %s/%s", kind, namespace, name)
+        self._known[key] = _digest(stored)
+        return stored
+
+    async def _upgrade_managed_fields(
+        self, path: str, found: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """``found`` with the fields the operator owned before server-side apply made its
+        own (:func:`upgraded_managed_fields`), by a JSON patch conditioned on its
+        resourceVersion; None when there was nothing to take over."""
+        meta = found.get("metadata") or {}
+        upgraded = upgraded_managed_fields(list(meta.get("managedFields") or []))
+        if upgraded is None:
+            return None
+        patched: Mapping[str, Any] | None = await self.client.json_patch(
+            path,
+            [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": meta.get("resourceVersion"),
+                },
+                {"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
+            ],
         )
-        log.info("updated %s %s/%s", obj["kind"], namespace, name)
-        return patched
+        log.info(
+            "took over the fields of %s %s from before server-side apply",
+            found.get("kind"),
+            meta.get("name"),
+        )
+        return found if patched is None else patched
+
+    def _restore(self, key: _Key, restored: Restored) -> None:
+        self._restored.setdefault((key[0], key[1]), []).append(restored)
+
+    def _seen(self, key: _Key) -> None:
+        """``key`` exists: should it vanish, creating it again is a restoration."""
+        self._known.setdefault(key, None)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what is remembered of a deleted ModelDeployment's children."""
+        for key in [k for k in self._known if k[:2] == (namespace, name)]:
+            del self._known[key]
+        self._restored.pop((namespace, name), None)
 
     async def ensure_revision(
         self, ref: ObjectRef, md: ModelDeployment, action: EnsureRevision
     ) -> None:
         uid = ref.uid or None
-        path = object_path(
-            "apps/v1", "Deployment", ref.namespace, revision_name(ref.name, action.ref.revision)
-        )
+        name = revision_name(ref.name, action.ref.revision)
+        path = object_path("apps/v1", "Deployment", ref.namespace, name)
         found = await self.client.get(path)
         if found is None:
             await self.apply(
@@ -462,15 +708,22 @@ class KubernetesPlatform:
                     md, action.ref, replicas=action.replicas, config=self.config, owner_uid=uid
                 )
             )
-        elif (found.get("spec") or {}).get("replicas") != action.replicas:
-            # A revision's pods never change once created (an operator upgrade with a new
-            # default image must not restart every model): only its size does.
-            await self.client.merge_patch(path, {"spec": {"replicas": action.replicas}})
-            log.info("scaled %s/%s to %d", ref.namespace, path.rsplit("/", 1)[1], action.replicas)
+        else:
+            self._seen(_key(found))
+            if (found.get("spec") or {}).get("replicas") != action.replicas:
+                # A revision's pods never change once created (an operator upgrade with a
+                # new default image must not restart every model): only its size does.
+                await self.client.merge_patch(
+                    path, {"spec": {"replicas": action.replicas}}, field_manager=FIELD_MANAGER
+                )
+                log.info("scaled %s/%s to %d", ref.namespace, name, action.replicas)
         await self.apply(
             revision_service(
                 md.name, md.namespace, action.ref.revision, port=REVISION_PORT, owner_uid=uid
             )
+        )
+        await self.apply(
+            revision_disruption_budget(md.name, md.namespace, action.ref.revision, owner_uid=uid)
         )
 
     async def scale_down(self, ref: ObjectRef, revision: str) -> None:
@@ -480,21 +733,46 @@ class KubernetesPlatform:
         found = await self.client.get(path)
         if found is None or (found.get("spec") or {}).get("replicas") == 0:
             return
-        await self.client.merge_patch(path, {"spec": {"replicas": 0}})
+        await self.client.merge_patch(path, {"spec": {"replicas": 0}}, field_manager=FIELD_MANAGER)
         log.info("scaled down %s/%s", ref.namespace, revision_name(ref.name, revision))
 
     async def remove_revision(self, ref: ObjectRef, revision: str) -> None:
         name = revision_name(ref.name, revision)
-        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
-            if await self.client.delete(object_path(api_version, kind, ref.namespace, name)):
-                log.info("deleted %s %s/%s", kind, ref.namespace, name)
+        for api_version, kind in (
+            ("apps/v1", "Deployment"),
+            ("v1", "Service"),
+            ("policy/v1", "PodDisruptionBudget"),
+        ):
+            await self._delete(ref, api_version, kind, name)
+
+    async def _delete(self, ref: ObjectRef, api_version: str, kind: str, name: str) -> None:
+        """Delete a child the operator no longer wants (never one another owner controls)."""
+        self._known.pop((ref.namespace, ref.name, ref.uid, api_version, kind, name), None)
+        path = object_path(api_version, kind, ref.namespace, name)
+        found = await self.client.get(path)
+        if found is None:
+            return
+        if _controller_uid(found) != (ref.uid or None):
+            return  # not this ModelDeployment's (a person's, or another owner's)
+        if await self.client.delete(path):
+            log.info("deleted %s %s/%s", kind, ref.namespace, name)
+
+    async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
+        """The HorizontalPodAutoscaler of ``spec.autoscaling`` (``<name>``, scaling the
+        ModelDeployment), applied; deleted when the spec has none."""
+        if md.spec.autoscaling is None:
+            await self._delete(ref, "autoscaling/v2", "HorizontalPodAutoscaler", md.name)
+            return
+        await self.apply(
+            autoscaler(md.name, md.namespace, md.spec.autoscaling, owner_uid=ref.uid or None)
+        )
 
     async def set_traffic(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
         """Write the provider's objects, then read the routes back from what the API server
-        stored (as Flagger's ``GetRoutes`` and Argo Rollouts' ``VerifyWeight`` do): an object
-        edited behind the operator's back (its applied hash unchanged) is written again, and
-        routes that still do not read back raise, so the status never records traffic that
-        did not land."""
+        stored (as Flagger's ``GetRoutes`` and Argo Rollouts' ``VerifyWeight`` do): routes
+        that do not read back are written again, and if they still do not, this raises, so
+        the status never records traffic that did not land. Then the provider's runtime
+        (the router), and the role Services ``<name>-stable`` and ``<name>-candidate``."""
         provider = make_provider(md.spec.traffic.provider)
         uid = ref.uid or None
         objects = list(provider.desired(md, routes, owner_uid=uid))
@@ -511,8 +789,57 @@ class KubernetesPlatform:
                 raise TrafficNotLanded(f"asked for {routes}, the objects as stored route {landed}")
         for obj in provider.runtime(md, config=self.config, owner_uid=uid):
             await self.apply(obj)
+        await self._set_roles(ref, md, routes)
+
+    async def _set_roles(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
+        """``<name>-stable`` selects the stable revision; ``<name>-candidate`` the candidate
+        while there is one, and is deleted when there is none. A name taken by another
+        owner's Service is left alone (logged): it must not hold the rollout up."""
+        uid = ref.uid or None
+        wanted = {STABLE_ROLE: routes.stable, CANDIDATE_ROLE: routes.candidate}
+        for role, revision in wanted.items():
+            if revision is None:
+                await self._delete(ref, "v1", "Service", role_service_name(md.name, role))
+                continue
+            service = role_service(
+                md.name, md.namespace, role, revision, port=REVISION_PORT, owner_uid=uid
+            )
+            try:
+                await self.apply(service)
+            except NotOwned as exc:
+                log.warning("%s/%s: %s", ref.namespace, ref.name, exc)
+
+    async def report_restored(self, ref: ObjectRef) -> bool:
+        """Post one Event on the ModelDeployment naming the children put back since the last
+        report (none: nothing to do). Its name is fixed by what was restored, so a repeat
+        never posts it twice; when it cannot be posted it is kept for the next report."""
+        restored = self._restored.pop((ref.namespace, ref.name), [])
+        if not restored:
+            return True
+        message = "Put back what was changed outside the operator: " + "; ".join(
+            r.describe() for r in restored
+        )
+        key = "\0".join([ref.uid, *(f"{r.kind}/{r.name}@{r.resource_version}" for r in restored)])
+        name = f"{ref.name[:200]}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        if await self._post_event(
+            ref, name=name, reason=RESTORED_REASON, message=message, type="Warning"
+        ):
+            return True
+        self._restored.setdefault((ref.namespace, ref.name), [])[:0] = restored
+        return False
 
     async def notify(self, ref: ObjectRef, notify: Notify, *, name: str) -> bool:
+        return await self._post_event(
+            ref,
+            name=name,
+            reason=notify.reason.value,
+            message=notify.message,
+            type=notify.type.value,
+        )
+
+    async def _post_event(
+        self, ref: ObjectRef, *, name: str, reason: str, message: str, type: str
+    ) -> bool:
         if name in self._posted:
             return True  # posted by this process; a restarted one learns it from the 409
         now = datetime.now(UTC)
@@ -532,9 +859,9 @@ class KubernetesPlatform:
                 "namespace": ref.namespace,
                 "uid": ref.uid,
             },
-            "reason": notify.reason.value,
-            "message": notify.message[:1024],
-            "type": notify.type.value,
+            "reason": reason,
+            "message": message[:1024],
+            "type": type,
             "source": {"component": "serinus-operator"},
             "reportingComponent": f"{GROUP}/operator",
             "reportingInstance": self.instance[:128],
@@ -549,7 +876,7 @@ class KubernetesPlatform:
         except (ApiError, httpx.HTTPError) as exc:
             log.warning(
                 "could not record event %s on %s/%s (kept pending): %s",
-                notify.reason,
+                reason,
                 ref.namespace,
                 ref.name,
                 exc,
@@ -597,10 +924,13 @@ class KubernetesPlatform:
 
 
 __all__ = [
+    "FIELD_MANAGER",
     "ApiError",
     "Credentials",
     "KubeClient",
     "KubernetesPlatform",
+    "NotOwned",
+    "Restored",
     "load_credentials",
     "observation",
 ]

@@ -81,6 +81,7 @@ class LocalPlatform:
         self.options = options
         self.on_event = on_event
         self.ports = Ports(HOST)
+        self._autoscaling_said = False
         try:
             self.ports.claim(options.public_port)
         except OSError as exc:
@@ -224,6 +225,12 @@ class LocalPlatform:
         self.ports.release(rev.port)
         log.info("removed revision %s", revision)
         self._sync()
+
+    async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
+        """``serinus local`` runs a fixed number of processes: autoscaling is a cluster's."""
+        if md.spec.autoscaling is not None and not self._autoscaling_said:
+            self._autoscaling_said = True
+            log.info("spec.autoscaling is ignored locally: %d replicas", md.spec.replicas)
 
     async def set_traffic(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
         table = RouterProvider().table(md, routes)

@@ -35,18 +35,29 @@ from serinus_operator.resources.router import (
     router_service_account,
 )
 from serinus_operator.resources.routing import backend_url, routing_configmap, routing_table
-from serinus_operator.resources.services import public_service, revision_service
+from serinus_operator.resources.services import (
+    CANDIDATE_ROLE,
+    ROLE_LABEL,
+    STABLE_ROLE,
+    public_service,
+    revision_service,
+    role_service,
+    role_service_name,
+)
 
 __all__ = [
     "CANDIDATE_ANNOTATION",
+    "CANDIDATE_ROLE",
     "DEFAULT_IMAGE",
     "HTTP_PORT_NAME",
     "MODEL_LABEL",
     "PUBLIC_PORT",
     "REVISION_LABEL",
     "REVISION_PORT",
+    "ROLE_LABEL",
     "ROUTES_KEY",
     "STABLE_ANNOTATION",
+    "STABLE_ROLE",
     "BuildConfig",
     "RevisionTemplate",
     "backend_url",
@@ -60,6 +71,8 @@ __all__ = [
     "revision_name",
     "revision_selector",
     "revision_service",
+    "role_service",
+    "role_service_name",
     "router_args",
     "router_deployment",
     "router_disruption_budget",

@@ -172,8 +172,8 @@ def router_objects(
 ) -> list[dict[str, Any]]:
     """The router's objects in the order to apply them: its identity and permissions before
     the pods that use them. (The routing ConfigMap and the public Service are built by
-    ``routing`` and ``services``; the PodDisruptionBudget is separate, as it needs the
-    operator to be allowed to manage ``policy/poddisruptionbudgets``.)"""
+    ``routing`` and ``services``; the Router provider's ``runtime`` adds the
+    PodDisruptionBudget after these.)"""
     return [
         router_service_account(md_name, namespace, owner_uid=owner_uid),
         router_role(md_name, namespace, owner_uid=owner_uid),

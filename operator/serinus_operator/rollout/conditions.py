@@ -3,6 +3,21 @@
 All three are derived from the rest of the status on every decision, never stored as
 independent state, so they cannot drift from it (``Degraded`` is the one exception: it is
 set only while the spec is invalid, and the next valid decision derives the phase again).
+
+GitOps tools read the conditions as kstatus (sigs.k8s.io/cli-utils/pkg/kstatus) does
+(docs/gitops.md): with ``status.observedGeneration`` equal to ``metadata.generation``,
+
+- ``Reconciling=True`` (kstatus: InProgress) while the operator still works toward the spec
+  on its own: the first revision starting, a rollout's steps, timers and analysis;
+- ``Stalled=True`` (kstatus: Failed) when it cannot get there without a person: rolled
+  back, paused for a promote or a resume, an invalid spec, a first revision whose
+  Deployment gave up;
+- ``Ready=True`` (kstatus: Current) only when the spec's revision is stable, available and
+  no rollout runs.
+
+Exactly one of the three holds in every status the engine writes. ``Reconciling`` and
+``Stalled`` follow kstatus' "abnormal-true" convention: present only while true, removed
+otherwise.
 """
 
 from __future__ import annotations
@@ -10,15 +25,32 @@ from __future__ import annotations
 from datetime import datetime
 
 from serinus_operator.rollout import strategies
-from serinus_operator.rollout.progress import full_size
-from serinus_operator.rollout.status import Condition, Phase, RolloutStatus, Stage
+from serinus_operator.rollout.progress import DEADLINE, full_size
+from serinus_operator.rollout.status import (
+    Condition,
+    Pause,
+    PauseReason,
+    Phase,
+    RolloutStatus,
+    Stage,
+)
 from serinus_operator.rollout.work import Work
 
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
 ANALYSIS = "Analysis"
-ORDER = (AVAILABLE, PROGRESSING, READY, ANALYSIS)
+ORDER = (AVAILABLE, PROGRESSING, READY, RECONCILING, STALLED, ANALYSIS)
+INVALID_SPEC = "InvalidSpec"
+
+#: What a person does to move a rollout on, by what it waits for.
+_NEXT_STEP = {
+    PauseReason.AWAITING_PROMOTION: "`kubectl serinus promote` to continue, or abort",
+    PauseReason.MANUAL: "`kubectl serinus resume` to continue, or promote or abort",
+    PauseReason.INCONCLUSIVE: "`kubectl serinus resume` to measure again, or promote or abort",
+}
 
 
 def phase_of(w: Work) -> Phase:
@@ -90,12 +122,53 @@ def _progressing(w: Work, phase: Phase) -> tuple[str, str, str]:
     return "False", "RolloutComplete", "no rollout in progress"
 
 
-def _ready(w: Work, phase: Phase, available: str) -> tuple[str, str, str]:
+def _ready(phase: Phase, available: str, message: str) -> tuple[str, str, str]:
     if phase == Phase.STABLE and available == "True":
         return "True", "Stable", "all traffic on a ready stable revision"
     if phase == Phase.STABLE:
         return "False", "StableUnavailable", "the stable revision has no ready replicas"
-    return "False", phase.value, f"phase is {phase}"
+    return "False", phase.value, message
+
+
+def _waits_for_a_person(w: Work, pause: Pause) -> bool:
+    """An InconclusiveAnalysis pause under ``resumeOnPass`` ends on the next passing
+    measurement; every other pause ends only when someone acts."""
+    analysis = w.spec.analysis
+    resumes = analysis is not None and analysis.resume_on_pass
+    return not (pause.reason == PauseReason.INCONCLUSIVE and resumes)
+
+
+def _stalled(w: Work, phase: Phase, message: str) -> tuple[str, str, str] | None:
+    """kstatus' ``Stalled``: the operator cannot reach the spec's desired state on its own."""
+    s, c = w.status, w.candidate
+    if c is not None:
+        if c.pause is None or not _waits_for_a_person(w, c.pause):
+            return None
+        return "True", c.pause.reason.value, f"{message}; {_NEXT_STEP[c.pause.reason]}"
+    if s.rolled_back is not None:
+        hint = "change spec.model or `kubectl serinus retry`"
+        return "True", s.rolled_back.reason, f"{message}; {hint}"
+    stable = s.stable
+    if phase == Phase.INITIALIZING and stable is not None:
+        rev = stable.ref.revision
+        if w.observed.deadline_exceeded(rev, stable.since, w.now):
+            why = f"{stable.ref.version} ({rev}): its Deployment reports {DEADLINE}"
+            return "True", DEADLINE, f"{why}; nothing serves until it becomes available"
+    return None
+
+
+def _reconciling(
+    phase: Phase, progressing: tuple[str, str, str], available: str, message: str
+) -> tuple[str, str, str] | None:
+    """kstatus' ``Reconciling``: the operator is on its way to the spec's desired state."""
+    if phase == Phase.STABLE:
+        if available == "True":
+            return None
+        return "True", "StableUnavailable", message
+    status, reason, _ = progressing
+    if phase == Phase.PAUSED:  # a pause that resumes on the next passing measurement
+        return "True", reason, f"{message}; resumes on the next passing measurement"
+    return "True", reason if status == "True" else phase.value, message
 
 
 def _analysis(w: Work) -> tuple[str, str, str] | None:
@@ -123,13 +196,23 @@ def merge(
     return tuple(out)
 
 
-def conditions_of(w: Work, phase: Phase) -> tuple[Condition, ...]:
+def conditions_of(w: Work, phase: Phase, message: str | None = None) -> tuple[Condition, ...]:
+    """Every condition, from the decided state; ``message`` is the status message."""
+    text = message_of(w, phase) if message is None else message
     available = _available(w)
+    progressing = _progressing(w, phase)
     new = {
         AVAILABLE: available,
-        PROGRESSING: _progressing(w, phase),
-        READY: _ready(w, phase, available[0]),
+        PROGRESSING: progressing,
+        READY: _ready(phase, available[0], text),
     }
+    stalled = _stalled(w, phase, text)
+    if stalled is not None:
+        new[STALLED] = stalled
+    else:
+        reconciling = _reconciling(phase, progressing, available[0], text)
+        if reconciling is not None:
+            new[RECONCILING] = reconciling
     analysis = _analysis(w)
     if analysis is not None:
         new[ANALYSIS] = analysis
@@ -137,7 +220,10 @@ def conditions_of(w: Work, phase: Phase) -> tuple[Condition, ...]:
 
 
 def degrade(status: RolloutStatus, message: str, now: datetime) -> tuple[Condition, ...]:
-    """The same conditions, with Ready False because of the invalid spec."""
+    """The same conditions, with Ready False and Stalled True because of the invalid spec:
+    nothing moves until a person fixes it."""
     current = {c.type: (c.status, c.reason, c.message) for c in status.conditions}
-    current[READY] = ("False", "InvalidSpec", message)
+    current[READY] = ("False", INVALID_SPEC, message)
+    current[STALLED] = ("True", INVALID_SPEC, message)
+    current.pop(RECONCILING, None)
     return merge(status.conditions, current, now)

@@ -59,10 +59,13 @@ def resource_actions(w: Work) -> list[Action]:
     s, replicas = w.status, w.spec.replicas
     actions: list[Action] = []
     keep: set[str] = set()
-    for record, role in ((s.stable, Role.STABLE), (s.candidate, Role.CANDIDATE)):
-        if record is not None:
-            actions.append(EnsureRevision(record.ref, role, replicas))
-            keep.add(record.ref.revision)
+    if s.stable is not None:
+        actions.append(EnsureRevision(s.stable.ref, Role.STABLE, replicas))
+        keep.add(s.stable.ref.revision)
+    if s.candidate is not None:
+        size = strategies.candidate_size(w, s.candidate)
+        actions.append(EnsureRevision(s.candidate.ref, Role.CANDIDATE, size))
+        keep.add(s.candidate.ref.revision)
     if s.previous is not None:
         actions.append(EnsureRevision(s.previous.ref, Role.PREVIOUS, replicas))
         keep.add(s.previous.ref.revision)

@@ -135,9 +135,15 @@ def _judge_and_step(w: Work, verdicts: Sequence[Measurement]) -> None:
     progress.scale_down_previous(w)
 
 
+def _stable_replicas(w: Work) -> int:
+    stable = w.status.stable
+    obs = None if stable is None else w.observed.revisions.get(stable.ref.revision)
+    return 0 if obs is None else obs.replicas
+
+
 def _publish(w: Work, before: RolloutStatus) -> None:
     """Traffic from the decided state, then what people see: Events, phase, conditions."""
-    w.set(traffic=desired.traffic(w))
+    w.set(traffic=desired.traffic(w), replicas=_stable_replicas(w))
     if evidence.grew(before, w.status):
         evidence.record_growth(w)  # also a return to traffic after readiness or Degraded
     hooks.ask_rollback(w)

@@ -34,8 +34,14 @@ def _promote_full(w: Work) -> Result:
     c = w.candidate
     if c is None:
         return False, "no rollout in progress"
-    if c.ready_since is None or not w.complete(c.ref.revision):
+    if c.ready_since is None:
         return False, gates.not_full_size(w, c.ref.revision)
+    if not w.complete(c.ref.revision):
+        # Right-sized below full: scale up first; ``progress.advance`` promotes at full size.
+        if c.pause is not None:
+            w.unpause()
+        w.set_candidate(promote_full_at=w.now)
+        return True, f"scaling to {w.spec.replicas} replicas, then promoting"
     w.promote("promoted by request, remaining steps and analysis skipped")
     return True, "promoted"
 

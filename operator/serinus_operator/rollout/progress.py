@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from serinus_operator.api import format_duration
+from serinus_operator.api import CandidateScale, format_duration
 from serinus_operator.rollout import hooks, strategies
 from serinus_operator.rollout.actions import Reason
+from serinus_operator.rollout.sizing import share
 from serinus_operator.rollout.work import Work
 
 DEADLINE = "ProgressDeadlineExceeded"
@@ -23,7 +24,7 @@ def track_stable(w: Work) -> None:
 
 
 def track_candidate(w: Work) -> None:
-    """Start timers once the candidate runs at full size; roll back if it never does."""
+    """Start timers once the candidate runs at its size; roll back if it never does."""
     c = w.candidate
     if c is None:
         return
@@ -32,7 +33,7 @@ def track_candidate(w: Work) -> None:
         w.roll_back(DEADLINE, "its Deployment reports ProgressDeadlineExceeded")
         return
     if c.ready_since is None:
-        if w.complete(rev):
+        if w.observed.complete(rev, strategies.candidate_size(w, c)):
             w.set_candidate(ready_since=w.now, step_started_at=w.now, not_ready_since=None)
             w.set(analysis=w.fresh_analysis())
             w.emit(Reason.CANDIDATE_READY, f"{c.ref.version} ({rev}) is available")
@@ -64,18 +65,35 @@ def track_candidate(w: Work) -> None:
         )
 
 
+def size_of(w: Work, revision: str) -> int:
+    """The replicas a revision runs now: the candidate's are sized to its traffic."""
+    c = w.candidate
+    if c is not None and c.ref.revision == revision:
+        return strategies.candidate_size(w, c)
+    return w.spec.replicas
+
+
+def _needed_now(w: Work) -> int:
+    """The pods the candidate's current traffic needs (all of them unless right-sized)."""
+    if w.spec.strategy.candidate_scale == CandidateScale.FULL:
+        return w.spec.replicas
+    t = w.status.traffic
+    return share(w.spec.replicas, max(t.candidate, t.mirror))
+
+
 def full_size(w: Work, revision: str) -> str:
-    """ "1/2": ready replicas of the revision out of the spec's."""
+    """ "1/2": ready replicas of the revision out of the size it runs at."""
     obs = w.observed.revisions.get(revision)
-    return f"{0 if obs is None else obs.ready_replicas}/{w.spec.replicas}"
+    return f"{0 if obs is None else obs.ready_replicas}/{size_of(w, revision)}"
 
 
 def _track_full_size(w: Work) -> None:
-    """A candidate that takes traffic but stays below full size may not wait forever."""
+    """A candidate that takes traffic but stays below the size that traffic needs may not
+    wait forever (scaling up for a step still to come is not that: the step waits)."""
     c = w.candidate
     assert c is not None
     rev = c.ref.revision
-    if w.complete(rev):
+    if w.observed.complete(rev, _needed_now(w)):
         if c.not_complete_since is not None:
             w.set_candidate(not_complete_since=None)
     elif c.not_complete_since is None:
@@ -103,6 +121,10 @@ def advance(w: Work) -> None:
             return  # hold while it cannot take traffic; the deadline is watched elsewhere
         if not hooks.pre_rollout_open(w):
             return  # no traffic before the PreRollout hooks pass
+        if c.promote_full_at is not None:
+            if w.complete(c.ref.revision):
+                w.promote("promoted by request, remaining steps and analysis skipped")
+            return  # scaling up to full size first
         if not strategies.of(w).step(w, c):
             return
 

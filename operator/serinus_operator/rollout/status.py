@@ -147,6 +147,9 @@ class CandidateStatus(_Record):
     exposed_at: datetime | None = None  # when live weight, mirror or a switch last grew
     passed_at: datetime | None = None  # the latest counted measurement, if it passed
     approved_at: datetime | None = None  # a manual promote, standing in for evidence
+    # A person's promote-full while the candidate ran below full size: it is scaled to
+    # full size first, then promoted (a promotion never lands on too few pods).
+    promote_full_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -240,3 +243,7 @@ class RolloutStatus(_Record):
     last_action: LastAction | None = None
     # the last HANDLED_LIMIT requests, as "<action>:<nonce>"
     handled: tuple[str, ...] = field(default=(), metadata=wire(key="handledActions"))
+    # The scale subresource (an HPA reads both): the stable revision's pods, and a label
+    # selector for them, which only the platform can spell (set by reconcile).
+    replicas: int = 0
+    selector: str = ""

@@ -21,7 +21,7 @@ from typing import Any
 from serinus_operator.api import AnalysisSpec, ModelDeployment, StrategySpec, StrategyType
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.meta import PUBLIC_PORT, REVISION_PORT, ROUTES_KEY, routes_name
-from serinus_operator.resources.router import router_objects
+from serinus_operator.resources.router import router_disruption_budget, router_objects
 from serinus_operator.resources.routing import routing_configmap, routing_table
 from serinus_operator.resources.services import public_service
 from serinus_operator.traffic.base import Routes, find, mapping, roles, routes_or_none
@@ -59,7 +59,10 @@ class RouterProvider:
     def runtime(
         self, md: ModelDeployment, *, config: BuildConfig, owner_uid: str | None = None
     ) -> list[dict[str, Any]]:
-        return router_objects(md.name, md.namespace, config=config, owner_uid=owner_uid)
+        return [
+            *router_objects(md.name, md.namespace, config=config, owner_uid=owner_uid),
+            router_disruption_budget(md.name, md.namespace, owner_uid=owner_uid),
+        ]
 
     def desired(
         self, md: ModelDeployment, routes: Routes, *, owner_uid: str | None = None

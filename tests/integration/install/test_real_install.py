@@ -271,7 +271,9 @@ def test_kubectl_get_shows_the_printer_columns(
     real_kube.patch(*MD, namespace, "fraud", {"status": status}, subresource="status")
 
     (row,) = columns(kubectl(real_cluster, "get", "md", "-n", namespace))
-    assert list(row) == ["NAME", "STRATEGY", "PHASE", "STABLE", "CANDIDATE", "WEIGHT", "AGE"]
+    assert list(row) == [
+        "NAME", "STRATEGY", "PHASE", "STABLE", "CANDIDATE", "WEIGHT", "MIRROR", "AGE"
+    ]  # fmt: skip
     assert row | {"AGE": ""} == {
         "NAME": "fraud",
         "STRATEGY": "Canary",
@@ -279,6 +281,7 @@ def test_kubectl_get_shows_the_printer_columns(
         "STABLE": "v1",
         "CANDIDATE": "v2",
         "WEIGHT": "25",
+        "MIRROR": "0",
         "AGE": "",
     }
     assert row["AGE"].endswith("s"), row

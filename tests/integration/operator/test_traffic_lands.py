@@ -2,10 +2,10 @@
 
 A person (or another controller) editing the routing table behind the operator's back
 leaves the operator's applied-hash annotation as it was, so a write that compared only that
-hash would never repair it; the operator reads the routes back from what the API server
-stored and writes them again when they differ. And a merge patch keeps every annotation it
-does not name, so after a promotion the operator must remove ``serinus.dev/candidate``
-itself, or the table would still name the old candidate.
+hash would never repair it; the operator sees that the object changed since it last wrote
+it, applies it again, and reads the routes back from what the API server stored. And
+server-side apply removes what the operator no longer writes, so after a promotion
+``serinus.dev/candidate`` is gone and the table no longer names the old candidate.
 """
 
 from __future__ import annotations

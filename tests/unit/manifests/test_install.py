@@ -47,7 +47,9 @@ def test_kustomize_renders_valid_objects() -> None:
         [
             "Namespace",
             "CustomResourceDefinition",
-            "ClusterRole",
+            "ClusterRole",  # the operator's
+            "ClusterRole",  # serinus-view, aggregated into view
+            "ClusterRole",  # serinus-edit, aggregated into edit and admin
             "ClusterRoleBinding",
             "ServiceAccount",
             "Deployment",

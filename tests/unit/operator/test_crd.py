@@ -123,7 +123,15 @@ def test_crd_identity() -> None:
     assert spec["names"]["shortNames"] == ["md"]
     [version] = spec["versions"]
     assert (version["name"], version["served"], version["storage"]) == (api.VERSION, True, True)
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {
+        "status": {},
+        # kubectl scale, an HPA or KEDA set spec.replicas; status carries what they read
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
 
 
 def test_printer_columns_tell_the_story() -> None:
@@ -135,6 +143,7 @@ def test_printer_columns_tell_the_story() -> None:
         "Stable": ".status.stable.version",
         "Candidate": ".status.candidate.version",
         "Weight": ".status.traffic.candidate",
+        "Mirror": ".status.traffic.mirror",  # a shadow's share: Weight is 0 then
         "Age": ".metadata.creationTimestamp",
     }
     sim = Sim.started(spec_dict("v1"))

@@ -67,6 +67,10 @@ class Recorder:
     async def set_traffic(self, ref: ObjectRef, md: ModelDeployment, routes: Routes) -> None:
         self.calls.append(("traffic", routes))
 
+    async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
+        if md.spec.autoscaling is not None:
+            self.calls.append(("autoscale", md.spec.autoscaling))
+
     async def notify(self, ref: ObjectRef, notify: Notify, *, name: str) -> bool:
         if "kill" in self.fail:
             raise Killed

@@ -221,6 +221,8 @@ def test_the_wire_format_is_pinned() -> None:
             "message": "",
         },
         "handledActions": ["promote:n1"],
+        "replicas": 0,
+        "selector": "",
     }
     analysis = AnalysisStatus(at, metrics=(MetricStatus("drift", Verdict.PASS, at),))
     assert analysis.to_dict()["metrics"][0] == {

@@ -200,8 +200,14 @@ def test_only_the_router_runs_something_besides_its_routes(kind: str) -> None:
         assert objects == []
         return
     kinds = [o["kind"] for o in objects]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Deployment"]
-    pod = objects[-1]["spec"]["template"]["spec"]
+    assert kinds == [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+    ]
+    pod = objects[3]["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == "example.com/router:1"
     assert all(o["metadata"]["ownerReferences"][0]["uid"] == UID for o in objects)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from serinus_operator.api import CandidateScale
 from serinus_operator.rollout.actions import Reason
 from serinus_operator.rollout.status import CandidateStatus, RevisionRef
 from serinus_operator.rollout.strategies import gates
@@ -37,9 +38,17 @@ def start(w: Work, ref: RevisionRef, reason: Reason = Reason.ROLLOUT_STARTED) ->
     strategy.begin(w)
 
 
+def candidate_size(w: Work, c: CandidateStatus) -> int:
+    """Replicas the candidate runs now: full size unless ``candidateScale: Traffic`` (and
+    once a person asked for promote-full)."""
+    if w.spec.strategy.candidate_scale == CandidateScale.FULL or c.promote_full_at is not None:
+        return w.spec.replicas
+    return of(w).size(w, c)
+
+
 def step_deadline(w: Work, c: CandidateStatus) -> datetime | None:
     """When the current stage or step timer ends, if it is timed and running."""
     return gates.deadline(c, of(w).timer(w, c))
 
 
-__all__ = ["REGISTRY", "Result", "Strategy", "of", "start", "step_deadline"]
+__all__ = ["REGISTRY", "Result", "Strategy", "candidate_size", "of", "start", "step_deadline"]

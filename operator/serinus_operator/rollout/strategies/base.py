@@ -54,6 +54,12 @@ class Strategy(Protocol):
         passed, and calls it again after every step taken."""
         ...
 
+    def size(self, w: Work, c: CandidateStatus) -> int:
+        """Replicas the candidate needs now: for the traffic it has and for what its next
+        step takes (the step waits until they are ready); ``spec.replicas`` before a
+        promotion or a switch (``rollout/sizing.py``)."""
+        ...
+
     def traffic(self, w: Work, c: CandidateStatus) -> Traffic:
         """The traffic at the candidate's stage (it is ready and its hooks passed)."""
         ...

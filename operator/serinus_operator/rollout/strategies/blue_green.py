@@ -65,6 +65,9 @@ class BlueGreen:
         switch(w)
         return True
 
+    def size(self, w: Work, c: CandidateStatus) -> int:
+        return w.spec.replicas  # the preview runs at full size: the switch moves everything
+
     def traffic(self, w: Work, c: CandidateStatus) -> Traffic:
         if c.stage == Stage.POST_PROMOTION:
             return Traffic(stable=0, candidate=100)

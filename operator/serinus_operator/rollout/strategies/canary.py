@@ -23,6 +23,7 @@ from datetime import timedelta
 from serinus_operator.api import CanaryStep, StrategySpec, StrategyType, format_duration
 from serinus_operator.rollout import evidence
 from serinus_operator.rollout.actions import Reason
+from serinus_operator.rollout.sizing import share
 from serinus_operator.rollout.status import CandidateStatus, PauseReason, Stage, Traffic
 from serinus_operator.rollout.strategies import gates
 from serinus_operator.rollout.strategies.base import Result
@@ -88,6 +89,15 @@ def timer(w: Work, c: CandidateStatus) -> timedelta | None:
     return None
 
 
+def size(w: Work, c: CandidateStatus) -> int:
+    """Enough pods for the weight of the current step, which a ``setWeight`` step is about
+    to set; full size once the steps are done (before the promotion)."""
+    steps, full = steps_of(w.spec.strategy), w.spec.replicas
+    if c.step >= len(steps):
+        return full
+    return share(full, weight(w.spec.strategy, c.step + 1))
+
+
 def _describe(step: CanaryStep) -> str:
     if step.set_weight is not None:
         return f"setWeight {step.set_weight}"
@@ -106,6 +116,10 @@ def step(w: Work, c: CandidateStatus) -> bool:
     if current.set_weight is not None and current.set_weight > weight(w.spec.strategy, c.step):
         if not evidence.may_grow(w):
             w.held = f"setWeight {current.set_weight} waits for a passing measurement"
+            return False
+        needed = share(w.spec.replicas, current.set_weight)
+        if not w.observed.complete(c.ref.revision, needed):
+            w.held = f"setWeight {current.set_weight} waits for {needed} ready replicas"
             return False
         w.set_candidate(step=c.step + 1, step_started_at=w.now)
         evidence.record_growth(w)
@@ -165,6 +179,9 @@ class Canary:
 
     def step(self, w: Work, c: CandidateStatus) -> bool:
         return step(w, c)
+
+    def size(self, w: Work, c: CandidateStatus) -> int:
+        return size(w, c)
 
     def traffic(self, w: Work, c: CandidateStatus) -> Traffic:
         return traffic(w, c)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from serinus_operator.api import ShadowThen, StrategySpec, StrategyType
+from serinus_operator.rollout.sizing import share
 from serinus_operator.rollout.status import CandidateStatus, Stage, Traffic
 from serinus_operator.rollout.strategies import canary, gates
 from serinus_operator.rollout.strategies.base import Result
@@ -55,6 +56,16 @@ class Shadow:
             return False
         w.promote("shadow analysis passed")
         return True
+
+    def size(self, w: Work, c: CandidateStatus) -> int:
+        """Enough pods for the mirrored share; full size once the shadow is over and the
+        candidate is to be promoted (``then: Promote``)."""
+        if c.stage == Stage.CANARY:
+            return canary.size(w, c)
+        shadow, full = w.spec.strategy.shadow, w.spec.replicas
+        if not _then_canary(w.spec.strategy) and gates.due(w, c, self.timer(w, c)):
+            return full
+        return share(full, shadow.mirror_percent if shadow is not None else 100)
 
     def traffic(self, w: Work, c: CandidateStatus) -> Traffic:
         if c.stage == Stage.CANARY:

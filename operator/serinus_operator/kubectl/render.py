@@ -1,132 +1,12 @@
-"""``kubectl serinus status|promote|abort|pause|resume|retry NAME``.
-
-Manual actions are written to the ``serinus.dev/action`` annotation as
-``<action>:<nonce>``, never to ``spec``, so GitOps tools that own the spec never fight
-them; the operator records what it did with each nonce in ``status.lastAction``.
-``status`` is rendered by the pure :func:`render_status` from the stored object.
-"""
+"""What ``kubectl serinus status`` prints, rendered from the stored object (pure):
+phase, traffic, analysis values against their bounds, conditions, history, Events."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import secrets
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from serinus_operator.analysis.templates import BUILTIN
-from serinus_operator.api import ManualAction
-
-ACTIONS: Mapping[str, str] = {
-    "promote": "advance past the current pause or stage (--full: all the way to 100%%)",
-    "abort": "roll the candidate back now; all traffic to stable",
-    "pause": "hold the rollout where it is",
-    "resume": "continue a paused rollout",
-    "retry": "start the rolled-back revision again",
-}
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="the ModelDeployment")
-    p.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace")
-    p.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
-    p.add_argument("--context", help="kubeconfig context")
-
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", help="phase, traffic, last analysis and history of a rollout")
-    _common(p)
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    p.set_defaults(func=_status)
-    for action, text in ACTIONS.items():
-        p = sub.add_parser(
-            action,
-            help=text,
-            description=f"{text}. Written to the serinus.dev/action annotation, never to spec.",
-        )
-        _common(p)
-        if action == "promote":
-            p.add_argument("--full", action="store_true", help="skip the remaining steps")
-        p.add_argument(
-            "--wait",
-            type=float,
-            default=10.0,
-            metavar="SECONDS",
-            help="wait this long for the operator to answer (0: do not wait; default 10)",
-        )
-        p.set_defaults(func=_act, action=action)
-
-
-def _platform(args: argparse.Namespace) -> tuple[Any, str]:
-    from serinus_operator.platforms.kubernetes import (
-        KubeClient,
-        KubernetesPlatform,
-        load_credentials,
-    )
-
-    credentials = load_credentials(kubeconfig=args.kubeconfig, context=args.context)
-    namespace = args.namespace or credentials.default_namespace or "default"
-    return KubernetesPlatform(KubeClient(credentials)), namespace
-
-
-def _status(args: argparse.Namespace) -> int:
-    async def run() -> int:
-        platform, namespace = _platform(args)
-        try:
-            obj = await platform.get(namespace, args.name)
-            if obj is None:
-                print(f"modeldeployment {namespace}/{args.name} not found", file=sys.stderr)
-                return 1
-            if args.output == "json":
-                print(json.dumps(obj.get("status") or {}, indent=2, sort_keys=True))
-            else:
-                print(render_status(obj, await platform.events(namespace, args.name)))
-            return 0
-        finally:
-            await platform.client.aclose()
-
-    return asyncio.run(run())
-
-
-def _act(args: argparse.Namespace) -> int:
-    action = (
-        ManualAction.PROMOTE_FULL if getattr(args, "full", False) else ManualAction(args.action)
-    )
-    nonce = f"{int(time.time())}-{secrets.token_hex(3)}"
-
-    async def run() -> int:
-        platform, namespace = _platform(args)
-        try:
-            from serinus_operator.platforms.kubernetes import ApiError
-
-            try:
-                await platform.request_action(namespace, args.name, f"{action.value}:{nonce}")
-            except ApiError as exc:
-                print(f"{namespace}/{args.name}: {exc}", file=sys.stderr)
-                return 1
-            print(f"requested {action.value} on {namespace}/{args.name} (nonce {nonce})")
-            deadline = time.monotonic() + args.wait
-            while time.monotonic() < deadline:
-                obj = await platform.get(namespace, args.name) or {}
-                last = (obj.get("status") or {}).get("lastAction") or {}
-                if last.get("nonce") == nonce:
-                    print(f"{last.get('result', '?')}: {last.get('message', '')}".rstrip(": "))
-                    return 0 if last.get("result") == "Applied" else 3
-                await asyncio.sleep(0.5)
-            if args.wait > 0:
-                print("the operator has not answered yet; see `kubectl serinus status`")
-                return 4
-            return 0
-        finally:
-            await platform.client.aclose()
-
-    return asyncio.run(run())
-
-
-# --- rendering (pure) ------------------------------------------------------------------------
 
 
 def bound_text(name: str, spec: Mapping[str, Any]) -> str:
@@ -161,9 +41,14 @@ def _event_order(event: Mapping[str, Any]) -> tuple[str, int]:
     return str(event.get("lastTimestamp") or ""), int(version) if version.isdigit() else 0
 
 
-def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
+def render_status(
+    obj: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]] = (),
+    *,
+    events_note: str | None = None,
+) -> str:
     """What ``kubectl serinus status`` prints: phase, traffic, analysis values against
-    their bounds, history, the last events."""
+    their bounds, history, the last events (or ``events_note``: why there are none)."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -178,6 +63,8 @@ def render_status(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = 
     lines += _conditions_lines(status.get("conditions") or [])
     lines += _history_lines(status.get("history") or [])
     lines += _events_lines(events)
+    if events_note:
+        lines.append(f"Events:     {events_note}")
     return "\n".join(lines)
 
 
@@ -213,6 +100,8 @@ def _analysis_lines(analysis: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
         f"{analysis.get('measurements', 0)}  failures {analysis.get('failures', 0)}  "
         f"inconclusive {analysis.get('inconclusive', 0)}"
     ]
+    if not analysis.get("metrics"):
+        return lines
     rows: list[tuple[str, ...]] = [("METRIC", "VALUE", "BOUND", "RESULT", "AT")]
     for m in analysis.get("metrics") or []:
         rows.append(
@@ -224,7 +113,7 @@ def _analysis_lines(analysis: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
                 str(m.get("at", "")),
             )
         )
-    lines += ["  " + line for line in _table(rows)]
+    lines += ["  " + line for line in table(rows)]
     for m in analysis.get("metrics") or []:
         if m.get("message"):
             lines.append(f"  {m.get('name')}: {m['message']}")
@@ -239,7 +128,7 @@ def _conditions_lines(conditions: Sequence[Mapping[str, Any]]) -> list[str]:
         (str(c.get("type")), str(c.get("status")), str(c.get("reason")), str(c.get("message")))
         for c in conditions
     ]
-    return ["Conditions:"] + ["  " + line for line in _table(rows)]
+    return ["Conditions:"] + ["  " + line for line in table(rows)]
 
 
 def _history_lines(history: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -257,7 +146,7 @@ def _history_lines(history: Sequence[Mapping[str, Any]]) -> list[str]:
         )
         for h in reversed(history)
     ]
-    return ["History:"] + ["  " + line for line in _table(rows)]
+    return ["History:"] + ["  " + line for line in table(rows)]
 
 
 def _events_lines(events: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -275,9 +164,11 @@ def _events_lines(events: Sequence[Mapping[str, Any]]) -> list[str]:
         )
         for e in recent
     ]
-    return ["Events:"] + ["  " + line for line in _table(rows)]
+    return ["Events:"] + ["  " + line for line in table(rows)]
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+def table(rows: Sequence[Sequence[str]], gap: int = 2) -> list[str]:
+    """Left-aligned columns, ``gap`` spaces apart (kubectl's tables use three)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    sep = " " * gap
+    return [sep.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
