@@ -62,6 +62,7 @@ from serinus_operator.api.resource import (
 from serinus_operator.api.spec import GatewayRef, ModelDeploymentSpec, TrafficSpec, WebhookSpec
 from serinus_operator.api.strategy import (
     BlueGreenSpec,
+    CanaryScale,
     CanarySpec,
     CanaryStep,
     ShadowSpec,
@@ -85,6 +86,7 @@ __all__ = [
     "AutoscalingSpec",
     "BatchingSpec",
     "BlueGreenSpec",
+    "CanaryScale",
     "CanarySpec",
     "CanaryStep",
     "CandidateScale",

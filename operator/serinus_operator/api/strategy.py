@@ -16,20 +16,42 @@ _ONE_STEP = "add at least one step, e.g. [{setWeight: 10}]"
 
 
 @dataclass(frozen=True)
+class CanaryScale:
+    """``setCanaryScale``: at least this many candidate pods from this step on (with
+    ``candidateScale: Traffic``), as ``replicas`` or as the share of ``spec.replicas`` a
+    ``weight`` needs; ``matchTrafficWeight`` ends an earlier one. It only ever adds pods:
+    a weight still gets at least the pods it needs."""
+
+    replicas: int | None = field(default=None, metadata=wire(minimum=1, maximum=1000))
+    weight: int | None = field(default=None, metadata=wire(minimum=0, maximum=100))
+    match_traffic_weight: bool = False
+
+
+@refines(CanaryScale)
+def _check_scale(scale: CanaryScale, _: Mapping[str, Any], path: str) -> CanaryScale:
+    given = [scale.replicas is not None, scale.weight is not None, scale.match_traffic_weight]
+    if sum(given) != 1:
+        raise SpecError(path, "set exactly one of replicas, weight or matchTrafficWeight: true")
+    return scale
+
+
+@dataclass(frozen=True)
 class CanaryStep:
-    """Exactly one of ``set_weight`` or ``pause``; a pause with ``duration=None`` waits for
-    a manual promote."""
+    """Exactly one of ``set_weight``, ``pause`` or ``set_canary_scale``; a pause with
+    ``duration=None`` waits for a manual promote."""
 
     set_weight: int | None = field(default=None, metadata=wire(minimum=0, maximum=100))
     pause: bool = field(default=False, metadata=wire(codec=PRESENT))
     duration: timedelta | None = field(default=None, metadata=wire(key="pause.duration"))
+    set_canary_scale: CanaryScale | None = None
 
 
 @refines(CanaryStep)
 def _check_step(step: CanaryStep, data: Mapping[str, Any], path: str) -> CanaryStep:
     pause = "pause" in data  # `pause:` with nothing after it is a pause too
-    if (step.set_weight is not None) == pause:
-        raise SpecError(path, "a step sets exactly one of setWeight or pause")
+    kinds = (step.set_weight is not None) + pause + (step.set_canary_scale is not None)
+    if kinds != 1:
+        raise SpecError(path, "a step sets exactly one of setWeight, pause or setCanaryScale")
     return replace(step, pause=pause)
 
 

@@ -293,12 +293,19 @@ CEL_CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "step with both",
         with_spec(strategy={"canary": {"steps": [{"setWeight": 10, "pause": {}}]}}),
-        "exactly one of setWeight or pause",
+        "exactly one of setWeight, pause or setCanaryScale",
+    ),
+    (
+        "canary scale with two sizes",
+        with_spec(
+            strategy={"canary": {"steps": [{"setCanaryScale": {"replicas": 2, "weight": 10}}]}}
+        ),
+        "exactly one of replicas, weight or matchTrafficWeight",
     ),
     (
         "empty step",
         with_spec(strategy={"canary": {"steps": [{}]}}),
-        "exactly one of setWeight or pause",
+        "exactly one of setWeight, pause or setCanaryScale",
     ),
     (
         "zero shadow",

@@ -155,9 +155,24 @@ def test_right_sizing_cuts_the_example_canarys_candidate_pod_minutes() -> None:
     assert right < 0.6 * full
 
 
+WITH_SCALE: dict[str, Any] = {
+    "type": "Canary",
+    "canary": {
+        "steps": [
+            {"setCanaryScale": {"weight": 60}},
+            {"setWeight": 20},
+            {"pause": {"duration": "1m"}},
+            {"setCanaryScale": {"matchTrafficWeight": True}},
+            {"setWeight": 70},
+            {"pause": {}},
+        ]
+    },
+}
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    strategy=st.sampled_from([CANARY, SHADOW, SHADOW_CANARY, BLUE_GREEN]),
+    strategy=st.sampled_from([CANARY, SHADOW, SHADOW_CANARY, BLUE_GREEN, WITH_SCALE]),
     replicas=st.integers(1, 12),
     ops=st.lists(op, min_size=1, max_size=40),
 )
@@ -186,3 +201,36 @@ def test_traffic_never_grows_onto_too_few_ready_pods(
             assert ready >= share(replicas, after.traffic.candidate), (one, after.message)
         if after.traffic.mirror > before.traffic.mirror:
             assert ready >= share(replicas, after.traffic.mirror), (one, after.message)
+
+
+def test_set_canary_scale_adds_pods_until_match_traffic_weight() -> None:
+    """Pre-warm five pods for a load test at 0%, keep them at 10%, then follow the traffic."""
+    steps = [
+        {"setCanaryScale": {"replicas": 5}},
+        {"setWeight": 10},
+        {"pause": {}},
+        {"setCanaryScale": {"matchTrafficWeight": True}},
+        {"setWeight": 20},
+        {"pause": {}},
+    ]
+    strategy = {"type": "Canary", "candidateScale": "Traffic", "canary": {"steps": steps}}
+    sim = Sim.started(spec_dict("v1", strategy=strategy, analysis=CHECKS, replicas=10))
+    sim.new_version("v2")
+    walk(sim, [Tick(weight=0)])
+    assert candidate_size(sim) == 5
+    walk(sim, [Tick(S, weight=10, phase=Phase.PAUSED)])
+    assert candidate_size(sim) == 5
+    walk(sim, [Tick(S, action="promote"), Tick(S, weight=20, phase=Phase.PAUSED)])
+    assert candidate_size(sim) == 2  # matchTrafficWeight: 20% of 10
+
+
+@pytest.mark.parametrize(
+    "scale", [{}, {"replicas": 2, "weight": 10}, {"weight": 10, "matchTrafficWeight": True}]
+)
+def test_set_canary_scale_takes_exactly_one_size(scale: dict[str, Any]) -> None:
+    from serinus_operator import api
+    from unit.operator.kit import manifest
+
+    strategy = {"type": "Canary", "canary": {"steps": [{"setCanaryScale": scale}]}}
+    with pytest.raises(api.SpecError, match="exactly one of replicas, weight"):
+        api.parse(manifest(spec_dict("v1", strategy=strategy)))

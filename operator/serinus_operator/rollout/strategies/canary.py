@@ -20,7 +20,13 @@ import hashlib
 import json
 from datetime import timedelta
 
-from serinus_operator.api import CanaryStep, StrategySpec, StrategyType, format_duration
+from serinus_operator.api import (
+    CanaryStep,
+    CandidateScale,
+    StrategySpec,
+    StrategyType,
+    format_duration,
+)
 from serinus_operator.rollout import evidence
 from serinus_operator.rollout.actions import Reason
 from serinus_operator.rollout.sizing import share
@@ -38,11 +44,41 @@ def steps_hash(spec: StrategySpec) -> str:
     """A short hash of the canary steps: the step index only means something under them."""
     canonical = json.dumps(
         [
-            [s.set_weight, s.pause, None if s.duration is None else s.duration.total_seconds()]
+            [
+                s.set_weight,
+                s.pause,
+                None if s.duration is None else s.duration.total_seconds(),
+                *_scale_key(s),
+            ]
             for s in steps_of(spec)
         ]
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def _scale_key(s: CanaryStep) -> list[object]:
+    """A setCanaryScale step's part of the hash (nothing for other steps, so the hashes of
+    statuses written before setCanaryScale existed stay the same)."""
+    scale = s.set_canary_scale
+    if scale is None:
+        return []
+    return [scale.replicas, scale.weight, scale.match_traffic_weight]
+
+
+def _floor(spec: StrategySpec, full: int, step: int) -> int:
+    """The pods the last ``setCanaryScale`` at or before ``step`` asks for (1 if none)."""
+    floor = 1
+    for s in steps_of(spec)[: step + 1]:
+        scale = s.set_canary_scale
+        if scale is None:
+            continue
+        if scale.replicas is not None:
+            floor = min(scale.replicas, full)
+        elif scale.weight is not None:
+            floor = share(full, scale.weight)
+        else:
+            floor = 1  # matchTrafficWeight
+    return floor
 
 
 def weight(spec: StrategySpec, step: int) -> int:
@@ -92,15 +128,17 @@ def timer(w: Work, c: CandidateStatus) -> timedelta | None:
 def size(w: Work, c: CandidateStatus) -> int:
     """Enough pods for the weight of the current step, which a ``setWeight`` step is about
     to set; full size once the steps are done (before the promotion)."""
-    steps, full = steps_of(w.spec.strategy), w.spec.replicas
-    if c.step >= len(steps):
+    spec, full = w.spec.strategy, w.spec.replicas
+    if c.step >= len(steps_of(spec)):
         return full
-    return share(full, weight(w.spec.strategy, c.step + 1))
+    return max(share(full, weight(spec, c.step + 1)), _floor(spec, full, c.step))
 
 
 def _describe(step: CanaryStep) -> str:
     if step.set_weight is not None:
         return f"setWeight {step.set_weight}"
+    if step.set_canary_scale is not None:
+        return "setCanaryScale"
     return "pause" if step.duration is None else f"pause {format_duration(step.duration)}"
 
 
@@ -113,6 +151,8 @@ def step(w: Work, c: CandidateStatus) -> bool:
         w.promote(f"all {len(steps)} canary steps passed")
         return True
     current = steps[c.step]
+    if current.set_canary_scale is not None:
+        return _scale_step(w, c)
     if current.set_weight is not None and current.set_weight > weight(w.spec.strategy, c.step):
         if not evidence.may_grow(w):
             w.held = f"setWeight {current.set_weight} waits for a passing measurement"
@@ -132,6 +172,16 @@ def step(w: Work, c: CandidateStatus) -> bool:
     if current.duration is None:
         w.pause(PauseReason.AWAITING_PROMOTION, f"step {c.step + 1} pauses until promoted")
     return False
+
+
+def _scale_step(w: Work, c: CandidateStatus) -> bool:
+    """A ``setCanaryScale`` step is done once the candidate runs the pods it asks for."""
+    needed = size(w, c) if w.spec.strategy.candidate_scale == CandidateScale.TRAFFIC else 1
+    if not w.observed.complete(c.ref.revision, needed):
+        w.held = f"setCanaryScale waits for {needed} ready replicas"
+        return False
+    w.set_candidate(step=c.step + 1, step_started_at=w.now)
+    return True
 
 
 def traffic(w: Work, c: CandidateStatus) -> Traffic:
