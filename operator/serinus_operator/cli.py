@@ -83,6 +83,32 @@ def _router(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _add_pacing(p: argparse.ArgumentParser) -> None:
+    """How often and how many reconcile passes run."""
+    p.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=30.0,
+        help="reconcile each ModelDeployment at least this often, each at its own moment "
+        "of the period (default: 30)",
+    )
+    p.add_argument(
+        "--max-concurrent-passes",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="reconcile passes running at once; the others queue, changed and due ones "
+        "before idle resyncs (default: 16)",
+    )
+
+
 def _add_operator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "operator",
@@ -131,12 +157,7 @@ def _add_operator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--router-image", help="image of router pods")
     p.add_argument("--kubeconfig", help="default: in-cluster, else $KUBECONFIG")
     p.add_argument("--context", help="kubeconfig context")
-    p.add_argument(
-        "--resync-seconds",
-        type=float,
-        default=30.0,
-        help="reconcile each ModelDeployment at least this often (default: 30)",
-    )
+    _add_pacing(p)
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     _add_log_level(p)
     p.set_defaults(func=_operator)
@@ -164,6 +185,7 @@ def _operator(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             context=args.context,
             resync_seconds=args.resync_seconds,
+            max_concurrent_passes=args.max_concurrent_passes,
             peering_lifetime=args.peering_lifetime,
             priority=args.priority,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,18 +26,21 @@ import kopf
 
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.api import GROUP, PLURAL, VERSION
+from serinus_operator.passes import MAX_CONCURRENT_PASSES, PassGate
 from serinus_operator.platforms.base import Conflict
 from serinus_operator.platforms.health import ApiHealth
 from serinus_operator.platforms.kubernetes import Credentials, KubernetesPlatform
 from serinus_operator.reconcile import reconcile, ref_of
 from serinus_operator.resources.meta import MANAGED_BY, MODEL_LABEL
+from serinus_operator.scheduling import Urgency, resync_delay
 from serinus_operator.telemetry import Telemetry
 
 log = logging.getLogger("serinus.operator")
 
 registry = kopf.OperatorRegistry()
 
-#: Without news, look again this often anyway (a missed watch event costs at most this).
+#: Without news, look again this often anyway (a missed watch event costs at most this);
+#: each object at its own moment of the period (scheduling.resync_delay).
 RESYNC_SECONDS = 30.0
 #: Never loop faster than this, whatever ``wake_at`` says.
 MIN_DELAY_SECONDS = 0.1
@@ -76,10 +80,16 @@ class Context:
     clock: Callable[[], datetime] = _utcnow
     resync_seconds: float = RESYNC_SECONDS
     peering_lifetime: float = 60.0
+    max_concurrent_passes: int = MAX_CONCURRENT_PASSES
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     healthy: bool = False
     #: Calls every ModelDeployment's webhooks, reusing connections across passes.
     webhooks: httpx.AsyncClient = field(default_factory=httpx.AsyncClient)
+    #: Every pass waits for one of its slots (bounded, due before idle).
+    passes: PassGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.passes = PassGate(self.max_concurrent_passes, self.telemetry)
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
@@ -87,6 +97,7 @@ class Context:
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
             self.waker(namespace, name).set()
+            self.passes.promote((namespace, name))
 
 
 def _ctx(memo: Any) -> Context:
@@ -177,51 +188,77 @@ async def rollout(
 async def rollout_loop(
     ctx: Context, namespace: str, name: str, *, stopped: Callable[[], bool]
 ) -> None:
-    """Reconcile ``namespace/name`` until the object is gone or the operator stops."""
+    """Reconcile ``namespace/name`` until the object is gone or the operator stops.
+
+    Each pass waits for a slot of ``ctx.passes`` (at most ``--max-concurrent-passes`` at
+    once); a pass something asked for goes before idle resyncs (scheduling.py)."""
+    key = (namespace, name)
     waker = ctx.waker(namespace, name)
     ctx.telemetry.reconcile_errors.labels(namespace, name)  # born at 0: rate() sees the first
     backoff = 1.0
+    urgency = Urgency.DUE  # the first pass: a new object, or the operator (re)starting
     while not stopped():
-        waker.clear()
-        delay = ctx.resync_seconds
-        try:
-            obj = await ctx.platform.get(namespace, name)
-            if obj is None:
-                return
-            if (obj.get("metadata") or {}).get("deletionTimestamp"):
-                return  # children go with their owner (ownerReferences)
-            try:
-                result = await reconcile(
-                    obj,
-                    platform=ctx.platform,
-                    metrics=ctx.metrics,
-                    clock=ctx.clock,
-                    telemetry=ctx.telemetry,
-                    http=ctx.webhooks,
-                )
-            finally:
-                # The children this pass put back, as one Event (kept if it cannot be posted).
-                await ctx.platform.report_restored(ref_of(obj))
+        async with ctx.passes.slot(key, urgency):
+            waker.clear()  # a wake from here on owes one more pass; one before is this one
+            after = await _pass(ctx, namespace, name, backoff)
+        if after.gone:
+            return
+        resync = resync_delay(key, ctx.resync_seconds, time.monotonic(), minimum=MIN_DELAY_SECONDS)
+        if after.failed:
+            delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
+        else:
             backoff = 1.0
-            if result.decision.wake_at is not None:
-                until = (result.decision.wake_at - ctx.clock()).total_seconds()
-                delay = min(delay, max(MIN_DELAY_SECONDS, until))
-        except Conflict as exc:
-            log.info("%s/%s changed while reconciling (%s); again", namespace, name, exc)
-            delay = MIN_DELAY_SECONDS
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # An API outage or a bug must never crash-loop the operator or retry hot.
-            log.exception("%s/%s: reconcile failed; retrying in %.0f s", namespace, name, backoff)
-            ctx.telemetry.reconcile_errors.labels(namespace, name).inc()
-            delay = backoff
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            delay = resync if after.wake_in is None else min(resync, after.wake_in)
+        idle = not after.failed and delay == resync
         health = ctx.platform.client.health
         recoveries = health.recoveries
         await _sleep(waker, health, delay)
         if health.recoveries != recoveries:
             backoff = 1.0  # the API is back: what failed because of it runs now
+        woken = waker.is_set() or health.recoveries != recoveries
+        urgency = Urgency.RESYNC if idle and not woken else Urgency.DUE
+
+
+@dataclass(frozen=True)
+class _After:
+    """How a pass ended."""
+
+    gone: bool = False  # deleted or being deleted: the loop ends
+    failed: bool = False  # retried with back-off
+    wake_in: float | None = None  # seconds until the engine's ``wake_at``, or a retry
+
+
+async def _pass(ctx: Context, namespace: str, name: str, backoff: float) -> _After:
+    try:
+        obj = await ctx.platform.get(namespace, name)
+        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return _After(gone=True)  # children go with their owner (ownerReferences)
+        try:
+            result = await reconcile(
+                obj,
+                platform=ctx.platform,
+                metrics=ctx.metrics,
+                clock=ctx.clock,
+                telemetry=ctx.telemetry,
+                http=ctx.webhooks,
+            )
+        finally:
+            # The children this pass put back, as one Event (kept if it cannot be posted).
+            await ctx.platform.report_restored(ref_of(obj))
+        if result.decision.wake_at is None:
+            return _After()
+        until = (result.decision.wake_at - ctx.clock()).total_seconds()
+        return _After(wake_in=max(MIN_DELAY_SECONDS, until))
+    except Conflict as exc:
+        log.info("%s/%s changed while reconciling (%s); again", namespace, name, exc)
+        return _After(wake_in=MIN_DELAY_SECONDS)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        # An API outage or a bug must never crash-loop the operator or retry hot.
+        log.exception("%s/%s: reconcile failed; retrying in %.0f s", namespace, name, backoff)
+        ctx.telemetry.reconcile_errors.labels(namespace, name).inc()
+        return _After(failed=True)
 
 
 async def _sleep(waker: asyncio.Event, health: ApiHealth, delay: float) -> None:

@@ -40,6 +40,7 @@ class OperatorOptions:
     kubeconfig: str | None = None
     context: str | None = None
     resync_seconds: float = 30.0
+    max_concurrent_passes: int = 16
     peering_lifetime: float = 60.0
     priority: int | None = None
 
@@ -114,6 +115,7 @@ async def run_operator(options: OperatorOptions) -> None:
         metrics=metrics,
         telemetry=Telemetry(),
         resync_seconds=options.resync_seconds,
+        max_concurrent_passes=options.max_concurrent_passes,
         peering_lifetime=options.peering_lifetime,
     )
     runner = await _metrics_server(ctx, options.metrics_host, options.metrics_port)

@@ -24,6 +24,7 @@ _VERDICT = {
     Verdict.INCONCLUSIVE: "inconclusive",
     Verdict.NO_DATA: "no_data",
 }
+_WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 
 
@@ -40,6 +41,7 @@ class Telemetry:
             ["namespace", "name"],
             registry=self.registry,
         )
+        self._register_pass_metrics()
         self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     def _register_rollout_metrics(self) -> None:
@@ -74,6 +76,25 @@ class Telemetry:
             "From a rollout's start to its outcome",
             ["namespace", "name", "outcome"],
             buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+
+    def _register_pass_metrics(self) -> None:
+        """The bounded queue of reconcile passes (passes.py)."""
+        r = self.registry
+        self.pass_queue_depth = Gauge(
+            "serinus_reconcile_queue_depth",
+            "Reconcile passes waiting for a slot (--max-concurrent-passes)",
+            registry=r,
+        )
+        self.passes_running = Gauge(
+            "serinus_reconcile_passes_running", "Reconcile passes running now", registry=r
+        )
+        self.pass_wait = Histogram(
+            "serinus_reconcile_wait_seconds",
+            "From a pass being asked for to its start, by urgency (due or resync)",
+            ["urgency"],
+            buckets=_WAIT_BUCKETS,
             registry=r,
         )
 

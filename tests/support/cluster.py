@@ -74,6 +74,8 @@ class Operator:
     metrics_port: int = 0
     starts: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    #: More ``serinus operator`` flags (``["--max-concurrent-passes", "4"]``).
+    extra_args: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         kubeconfig = self.workdir / "kubeconfig.yaml"
@@ -105,6 +107,7 @@ class Operator:
             args += ["--peering", self.peering, "--peering-lifetime", "15"]
         if self.priority is not None:
             args += ["--priority", str(self.priority)]
+        args += self.extra_args
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), **self.env}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
