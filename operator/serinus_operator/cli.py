@@ -90,6 +90,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0 (got {text})")
+    return value
+
+
 def _add_pacing(p: argparse.ArgumentParser) -> None:
     """How often and how many reconcile passes run."""
     p.add_argument(
@@ -106,6 +113,21 @@ def _add_pacing(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="reconcile passes running at once; the others queue, changed and due ones "
         "before idle resyncs (default: 16)",
+    )
+    p.add_argument(
+        "--kube-api-qps",
+        type=_positive_float,
+        default=50.0,
+        help="the operator's API requests per second after a burst, as client-go's "
+        "(default: 50); a 429 is retried after its Retry-After",
+    )
+    p.add_argument(
+        "--kube-api-burst",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="API requests the operator may send at once before --kube-api-qps applies "
+        "(default: 100)",
     )
 
 
@@ -186,6 +208,8 @@ def _operator(args: argparse.Namespace) -> int:
             context=args.context,
             resync_seconds=args.resync_seconds,
             max_concurrent_passes=args.max_concurrent_passes,
+            kube_api_qps=args.kube_api_qps,
+            kube_api_burst=args.kube_api_burst,
             peering_lifetime=args.peering_lifetime,
             priority=args.priority,
         )

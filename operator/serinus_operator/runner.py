@@ -20,6 +20,7 @@ from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.providers.prometheus import PrometheusConfig, PrometheusProvider
 from serinus_operator.handlers import Context, registry
 from serinus_operator.platforms.kubernetes import KubeClient, KubernetesPlatform, load_credentials
+from serinus_operator.platforms.ratelimit import TokenBucket
 from serinus_operator.resources.config import DEFAULT_IMAGE, BuildConfig
 from serinus_operator.telemetry import Telemetry
 
@@ -41,6 +42,8 @@ class OperatorOptions:
     context: str | None = None
     resync_seconds: float = 30.0
     max_concurrent_passes: int = 16
+    kube_api_qps: float = 50.0
+    kube_api_burst: int = 100
     peering_lifetime: float = 60.0
     priority: int | None = None
 
@@ -95,7 +98,8 @@ async def _metrics_server(ctx: Context, host: str, port: int) -> web.AppRunner:
 
 async def run_operator(options: OperatorOptions) -> None:
     credentials = load_credentials(kubeconfig=options.kubeconfig, context=options.context)
-    client = KubeClient(credentials)
+    limiter = TokenBucket(options.kube_api_qps, options.kube_api_burst)
+    client = KubeClient(credentials, limiter=limiter)
     platform = KubernetesPlatform(
         client,
         config=BuildConfig(serving_image=options.serving_image, router_image=options.router_image),

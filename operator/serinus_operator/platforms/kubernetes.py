@@ -15,6 +15,7 @@ decides anything about rollouts.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ from serinus_operator import __version__
 from serinus_operator.api import GROUP, KIND, VERSION, ModelDeployment
 from serinus_operator.platforms.base import Conflict, ObjectRef
 from serinus_operator.platforms.health import ApiHealth
+from serinus_operator.platforms.ratelimit import TokenBucket, retry_after
 from serinus_operator.resources.autoscaling import autoscaler, revision_disruption_budget
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.deployments import revision_deployment
@@ -212,6 +214,10 @@ def tls_context(credentials: Credentials) -> ssl.SSLContext:
     return ctx
 
 
+#: A request answered 429 is sent again after its Retry-After this many times at most.
+TOO_MANY_RETRIES = 3
+
+
 class KubeClient:
     """A small async JSON client for the calls the operator and the CLI make."""
 
@@ -221,9 +227,11 @@ class KubeClient:
         *,
         timeout: float = 10.0,
         health: ApiHealth | None = None,
+        limiter: TokenBucket | None = None,
     ) -> None:
         self.credentials = credentials
         self.health = health or ApiHealth(self.probe)
+        self.limiter = limiter
         self._http = httpx.AsyncClient(
             base_url=credentials.server, verify=tls_context(credentials), timeout=timeout
         )
@@ -250,13 +258,12 @@ class KubeClient:
         if body is not None:
             headers["content-type"] = content_type
             content = json.dumps(body).encode()
-        try:
-            response = await self._http.request(
-                method, path, content=content, headers=headers, params=params
-            )
-        except httpx.TransportError:
-            self.health.failed()
-            raise
+        for attempt in range(TOO_MANY_RETRIES + 1):
+            response = await self._send(method, path, content, headers, params)
+            if response.status_code != 429 or attempt == TOO_MANY_RETRIES:
+                break
+            # Priority and fairness (or a webhook) asked this client to slow down.
+            await asyncio.sleep(retry_after(response.headers.get("retry-after")))
         if response.status_code >= 500:
             self.health.failed()
         else:
@@ -268,6 +275,26 @@ class KubeClient:
         if response.status_code >= 400:
             raise ApiError(response.status_code, _message(response))
         return response.json() if response.content else {}
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        if self.limiter is not None:
+            wait = self.limiter.reserve(asyncio.get_running_loop().time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+        try:
+            return await self._http.request(
+                method, path, content=content, headers=dict(headers), params=params
+            )
+        except httpx.TransportError:
+            self.health.failed()
+            raise
 
     async def get(self, path: str) -> Any:
         return await self.request("GET", path)
