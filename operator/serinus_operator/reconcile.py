@@ -94,7 +94,6 @@ async def execute(
     no longer needs. ``md`` is None only for an object whose traffic spec is unreadable.
     Its Events are not posted here but through the outbox, after the status write."""
     if md is not None:
-        await platform.autoscale(ref, md)
         for ensure in decision.of(EnsureRevision):
             await platform.ensure_revision(ref, md, ensure)
         for route in decision.of(SetTraffic):
@@ -201,6 +200,8 @@ async def _decide(
 ) -> Decision:
     """Decide, then measure and call webhooks for as long as the decision asks (a bounded
     number of rounds), deciding again on each answer."""
+    # Once per pass, and only for a valid spec: an invalid one must not remove the HPA.
+    await p.platform.autoscale(p.ref, md)
     revisions = await p.platform.observe(p.ref, md)
     observed = Observed(
         generation=generation,

@@ -8,6 +8,7 @@ from serinus_operator.api import CandidateScale, format_duration
 from serinus_operator.rollout import hooks, strategies
 from serinus_operator.rollout.actions import Reason
 from serinus_operator.rollout.sizing import share
+from serinus_operator.rollout.status import PauseReason
 from serinus_operator.rollout.work import Work
 
 DEADLINE = "ProgressDeadlineExceeded"
@@ -115,9 +116,13 @@ def advance(w: Work) -> None:
     """Take every step that is due now, stopping at the first one that has to wait."""
     for _ in range(_MOST_STEPS):
         c = w.candidate
-        if c is None or c.ready_since is None or c.pause is not None:
+        if c is None or c.ready_since is None:
             return
-        if not w.observed.ready(c.ref.revision):
+        # A person's promote-full skips analysis, so only their own pause holds it.
+        held = c.pause is not None and (
+            c.promote_full_at is None or c.pause.reason == PauseReason.MANUAL
+        )
+        if held or not w.observed.ready(c.ref.revision):
             return  # hold while it cannot take traffic; the deadline is watched elsewhere
         if not hooks.pre_rollout_open(w):
             return  # no traffic before the PreRollout hooks pass

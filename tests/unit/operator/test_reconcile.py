@@ -44,6 +44,7 @@ class Recorder:
         self.conflict = False
         self.meddle: Any = None  # called on the stored object before each status write
         self.names: set[str] = set()  # Events stored, by name, as an API server keeps them
+        self.autoscaled: list[Any] = []  # every autoscale call's spec.autoscaling
         self.fail: set[str] = set()  # "status", "event": those calls fail; "kill": the
         # pass dies (as the process would) at its first Event post
 
@@ -68,6 +69,7 @@ class Recorder:
         self.calls.append(("traffic", routes))
 
     async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
+        self.autoscaled.append(md.spec.autoscaling)
         if md.spec.autoscaling is not None:
             self.calls.append(("autoscale", md.spec.autoscaling))
 
@@ -170,6 +172,22 @@ def test_invalid_spec_keeps_stable_routed_and_says_why() -> None:
     assert traffic.stable == stable and traffic.candidate_weight == 0
     assert p.obj["status"]["phase"] == "Degraded"
     assert "spec.replicas" in p.obj["status"]["message"]
+
+
+def test_the_autoscaler_is_kept_once_per_pass_and_never_dropped_by_an_invalid_spec() -> None:
+    """Found in review: the invalid-spec path executed with a placeholder spec, whose missing
+    ``autoscaling`` told the platform to delete the HPA (and every analysis round of a pass
+    applied it again)."""
+    scaling = {"maxReplicas": 4, "targetCPUUtilization": 70}
+    p = Recorder(manifest(autoscaling=scaling))
+    run(p)
+    assert len(p.autoscaled) == 1 and p.autoscaled[0].max_replicas == 4
+    bad = manifest("v2", replicas=-1, autoscaling=scaling)
+    bad["status"] = p.obj["status"]
+    p.obj = bad
+    run(p, now=T0 + timedelta(seconds=5))
+    assert p.obj["status"]["phase"] == "Degraded"
+    assert len(p.autoscaled) == 1, "an invalid spec touched the autoscaler"
 
 
 def test_a_check_its_traffic_provider_cannot_feed_degrades_the_spec() -> None:

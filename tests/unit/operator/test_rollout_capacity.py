@@ -234,3 +234,21 @@ def test_set_canary_scale_takes_exactly_one_size(scale: dict[str, Any]) -> None:
     strategy = {"type": "Canary", "canary": {"steps": [{"setCanaryScale": scale}]}}
     with pytest.raises(api.SpecError, match="exactly one of replicas, weight"):
         api.parse(manifest(spec_dict("v1", strategy=strategy)))
+
+
+def test_promote_full_is_not_stalled_by_an_inconclusive_pause_while_scaling_up() -> None:
+    """Found in review: a person's promote-full skips analysis, so an Inconclusive pause
+    that comes while the candidate scales up must not hold it (their own pause would)."""
+    from serinus_operator.rollout import PauseReason, RevisionObservation
+
+    sim = Sim.started(spec_dict("v1", strategy=scaled(CANARY), analysis=CHECKS, replicas=10))
+    sim.new_version("v2")
+    walk(sim, [Tick(), Tick(S, weight=10)])
+    sim.pin(sim.candidate, RevisionObservation(10, 1, True))  # the scale-up is slow
+    walk(sim, [Tick(S, action="promote-full", weight=10)])
+    for _ in range(3):
+        walk(sim, [Tick(30 * S, verdict=Verdict.INCONCLUSIVE, weight=10)])
+    assert sim.status.candidate is not None and sim.status.candidate.pause is not None
+    assert sim.status.candidate.pause.reason == PauseReason.INCONCLUSIVE
+    sim.set_ready(sim.candidate, True)  # all 10 pods ready
+    walk(sim, [Tick(S, phase=Phase.STABLE, stable="v2")])

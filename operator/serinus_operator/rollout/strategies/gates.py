@@ -6,9 +6,8 @@ from datetime import datetime, timedelta
 
 from serinus_operator.rollout import evidence, hooks
 from serinus_operator.rollout.status import CandidateStatus
+from serinus_operator.rollout.strategies.base import Result
 from serinus_operator.rollout.work import Work
-
-Result = tuple[bool, str]
 
 
 def deadline(c: CandidateStatus, length: timedelta | None) -> datetime | None:
