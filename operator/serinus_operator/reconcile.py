@@ -25,6 +25,7 @@ from serinus_operator.api import WebhookType
 from serinus_operator.platforms.base import Conflict, ObjectRef, Platform
 from serinus_operator.resources.meta import revision_selector
 from serinus_operator.rollout import (
+    Action,
     Decision,
     EnsureRevision,
     EventType,
@@ -187,10 +188,13 @@ class _Pass:
     clock: Callable[[], datetime]
     telemetry: Telemetry | None
     notifies: list[Notify] = field(default_factory=list)
+    done: list[Action] = field(default_factory=list)  # resource actions carried out
 
     async def run(self, md: api.ModelDeployment, decision: Decision) -> None:
-        """Execute ``decision`` and tell PostRollout hooks; keep its Events."""
-        await execute(self.platform, self.ref, md, decision)
+        """Execute what ``decision`` asks that this pass has not done yet, and tell
+        PostRollout hooks; keep its Events."""
+        await execute(self.platform, self.ref, md, _not_yet_done(decision, self.done))
+        self.done += [a for a in decision.actions if isinstance(a, _RESOURCE_ACTIONS)]
         self.notifies += decision.of(Notify)
         self.notifies += await _tell_post_rollout(self.ref, decision, self.http, clock=self.clock)
 
@@ -221,7 +225,7 @@ async def _decide(
         ]
         answers = [r for call in calls for r in await _call(p.ref, call, p.http, clock=p.clock)]
         decision = decide(md.spec, decision.status, observed, measured, p.clock(), answers)
-        await p.run(md, _without_resource_repeats(decision))
+        await p.run(md, decision)
     return decision
 
 
@@ -362,10 +366,15 @@ async def _tell_post_rollout(
     return failed
 
 
-def _without_resource_repeats(decision: Decision) -> Decision:
-    """The second decision of a pass repeats the first's resource actions; keep traffic
-    changes and Events (the new ones are what the measurement caused)."""
-    return replace(
-        decision,
-        actions=tuple(a for a in decision.actions if not isinstance(a, EnsureRevision)),
+_RESOURCE_ACTIONS = (EnsureRevision, SetTraffic, ScaleDown, RemoveRevision)
+
+
+def _not_yet_done(decision: Decision, done: list[Action]) -> Decision:
+    """A later decision of a pass repeats most of the earlier ones' resource actions (the
+    desired world, stated in full every time): keep only those this pass has not carried
+    out yet — a step that advanced on a measurement scales or routes anew — and every
+    Event and call."""
+    fresh = tuple(
+        a for a in decision.actions if not isinstance(a, _RESOURCE_ACTIONS) or a not in done
     )
+    return replace(decision, actions=fresh)

@@ -45,6 +45,7 @@ class Recorder:
         self.meddle: Any = None  # called on the stored object before each status write
         self.names: set[str] = set()  # Events stored, by name, as an API server keeps them
         self.autoscaled: list[Any] = []  # every autoscale call's spec.autoscaling
+        self.ensured: list[EnsureRevision] = []  # every ensure_revision's action
         self.fail: set[str] = set()  # "status", "event": those calls fail; "kill": the
         # pass dies (as the process would) at its first Event post
 
@@ -56,6 +57,7 @@ class Recorder:
 
     async def ensure_revision(self, ref: ObjectRef, md: ModelDeployment, a: EnsureRevision) -> None:
         self.calls.append(("ensure", a.ref.revision))
+        self.ensured.append(a)
         self.running[a.ref.revision] = a.replicas
 
     async def scale_down(self, ref: ObjectRef, revision: str) -> None:
@@ -232,6 +234,32 @@ def test_analysis_is_measured_and_fed_back_in_the_same_pass() -> None:
     assert status["traffic"] == {"stable": 100, "candidate": 0, "mirror": 0}
     assert ("event", "AnalysisFailed") in p.calls and ("event", "RolledBack") in p.calls
     assert ("event", "Promoted") not in p.calls
+
+
+def test_a_pass_never_sends_the_same_routes_or_revision_twice() -> None:
+    """The decision after a measurement states the whole desired world again; a pass
+    carries out only what it has not done yet (each repeat costs API requests). Failing
+    measurements under failureLimit change nothing, so every round repeats the world."""
+    analysis = {
+        "interval": "10s",
+        "failureLimit": 5,
+        "metrics": [{"name": "quality", "query": 'max(q{revision="{{ candidate }}"})', "min": 0.5}],
+    }
+    p = Recorder(manifest(analysis=analysis))
+    run(p)
+    p.obj["spec"]["model"] = {"uri": "https://m.example.com/v2.onnx", "version": "v2"}
+    now, measured = T0, 0
+    for _ in range(12):
+        now += timedelta(seconds=5)
+        p.calls.clear()
+        p.ensured.clear()
+        metrics = FixedMetrics(0.1)
+        run(p, metrics=metrics, now=now)
+        measured += bool(metrics.queries)
+        routes = [c[1] for c in p.calls if c[0] == "traffic"]
+        for sent in (routes, p.ensured):
+            assert all(sent.count(x) == 1 for x in sent), sent
+    assert measured  # the passes did take a measurement round
 
 
 def test_a_conflict_on_the_status_write_propagates_for_a_retry() -> None:
