@@ -6,19 +6,17 @@ process (and, for the platform's own calls, the platform against the same server
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from integration.operator.test_platform import run  # the platform on the admin's credentials
 from serinus_operator.platforms.base import ObjectRef
 from serinus_operator.platforms.kubernetes import (
     APPLIED_ANNOTATION,
     FIELD_MANAGER,
     RESTORED_REASON,
-    Credentials,
-    KubeClient,
     KubernetesPlatform,
     NotOwned,
 )
@@ -213,25 +211,6 @@ def kube(real_kube: RealKube) -> Iterator[RealKube]:
         yield real_kube
     finally:
         real_kube.delete("v1", "namespaces", None, NS)
-
-
-def run(kube: RealKube, work: Any) -> Any:
-    d = kube.cluster.dir
-
-    async def go() -> Any:
-        credentials = Credentials(
-            server=kube.url,
-            ca_path=str(kube.cluster.ca_path),
-            cert_path=str(d / "admin.crt"),
-            key_path=str(d / "admin.key"),
-        )
-        client = KubeClient(credentials)
-        try:
-            return await work(KubernetesPlatform(client))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
 
 
 def config_map(
