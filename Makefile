@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv system-deps kube-bins test unit integration e2e lint format typecheck bench demo clean
+.PHONY: help venv system-deps kube-bins test unit integration e2e lint format typecheck bench bench-operator demo clean
 .PHONY: crds chart-files images
 
 help: ## Show this help
@@ -81,6 +81,9 @@ demo: $(STAMP) system-deps ## Play a rollout locally: canary promoted, shadow ro
 
 bench: $(STAMP) ## Benchmark serinus serve vs MLServer, KServe, a bare floor; the router vs nginx; the cost of drift monitoring
 	bash bench/run.sh
+
+bench-operator: $(STAMP) kube-bins ## The operator with 100 and 1,000 ModelDeployments on the real control plane (BENCHMARKS.md)
+	$(BIN)/python bench/operator_scale.py $(BENCH_OPERATOR_ARGS)
 
 CHART := charts/serinus
 IMAGE_PREFIX ?= ghcr.io/serinus-dev/serinus-

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from serinus_operator import __version__
 from serinus_operator.local import cli as local_cli
+from serinus_operator.scheduling import RESYNC_SECONDS
 from serinus_serving.drift import cli as drift_cli
 from serinus_serving.settings import add_serve_flags, settings_from_args
 
@@ -102,9 +103,10 @@ def _add_pacing(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resync-seconds",
         type=float,
-        default=30.0,
-        help="reconcile each ModelDeployment at least this often, each at its own moment "
-        "of the period (default: 30)",
+        default=RESYNC_SECONDS,
+        help="reconcile each ModelDeployment at least this often even without news, each "
+        "at its own moment of the period; read from the watch caches, so it costs no "
+        f"request (default: {RESYNC_SECONDS:.0f})",
     )
     p.add_argument(
         "--max-concurrent-passes",

@@ -2,13 +2,15 @@
 
 Each ModelDeployment gets a kopf daemon running :func:`rollout_loop`: read the object,
 :func:`~serinus_operator.reconcile.reconcile` it, sleep until the engine's ``wake_at`` (a
-pause or analysis interval ending) or until something changes. Watch events on the
-ModelDeployment or on any of its children (:data:`CHILD_KINDS`, selected on the API server
-by the labels every child carries) only *wake* the loop, so there is exactly one pass at a
-time per object, and every pass starts from the object as stored: killed at any point, the
-operator resumes from the status alone. A child deleted or edited by hand therefore wakes
-its ModelDeployment's loop, whose pass puts it back; the pass's restorations are posted as
-one ``ChildRestored`` Event.
+pause or analysis interval ending) or until something changes. Changes to the
+ModelDeployment or to any of its children arrive through the platform's watch caches
+(platforms/watch_cache.py), which the pass reads from, and only *wake* the loop, so there
+is exactly one pass at a time per object, and every pass starts from the object as stored:
+killed at any point, the operator resumes from the status alone. A child deleted or edited
+by hand therefore wakes its ModelDeployment's loop, whose pass puts it back; the pass's
+restorations are posted as one ``ChildRestored`` Event. An idle ModelDeployment costs no
+request: without news its loop sleeps until ``--resync-seconds`` (a safety net, read from
+the caches too).
 """
 
 from __future__ import annotations
@@ -31,38 +33,16 @@ from serinus_operator.platforms.base import Conflict
 from serinus_operator.platforms.health import ApiHealth
 from serinus_operator.platforms.kubernetes import Credentials, KubernetesPlatform
 from serinus_operator.reconcile import reconcile, ref_of
-from serinus_operator.resources.meta import MANAGED_BY, MODEL_LABEL
-from serinus_operator.scheduling import Urgency, resync_delay
+from serinus_operator.scheduling import RESYNC_SECONDS, Urgency, resync_delay
 from serinus_operator.telemetry import Telemetry
 
 log = logging.getLogger("serinus.operator")
 
 registry = kopf.OperatorRegistry()
 
-#: Without news, look again this often anyway (a missed watch event costs at most this);
-#: each object at its own moment of the period (scheduling.resync_delay).
-RESYNC_SECONDS = 30.0
 #: Never loop faster than this, whatever ``wake_at`` says.
 MIN_DELAY_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 60.0
-
-#: (group, version, plural) of every kind of child the operator creates. Kinds the API
-#: server does not serve (HTTPRoute without the Gateway API's CRDs) are skipped by kopf,
-#: which resolves them once at start-up: install such CRDs before the operator.
-CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("", "v1", "configmaps"),
-    ("", "v1", "serviceaccounts"),
-    ("rbac.authorization.k8s.io", "v1", "roles"),
-    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
-    ("gateway.networking.k8s.io", "v1", "httproutes"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-)
-#: What every child carries (resources/meta.py), as a label selector: the API server sends
-#: the operator its own children only, never every ConfigMap of the cluster.
-CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY},{MODEL_LABEL}"
 
 
 def _utcnow() -> datetime:
@@ -120,8 +100,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # The CRD is installed before the operator (chart, kustomize); not watching CRDs keeps
     # the RBAC smaller (no cluster-wide read of CustomResourceDefinitions).
     settings.scanning.disabled = True
-    for kind in CHILD_KINDS:
-        settings.watching.label_selectors[kind] = CHILD_SELECTOR
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     _ctx(memo).healthy = True
@@ -160,22 +138,6 @@ def modeldeployment_changed(
     if type == "DELETED" and namespace and name:
         ctx.telemetry.forget(namespace, name)
         ctx.platform.forget(namespace, name)
-
-
-def child_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    """A child was created, changed or deleted: its ModelDeployment looks again."""
-    _ctx(memo).wake(namespace, labels.get(MODEL_LABEL))
-
-
-for _group, _version, _plural in CHILD_KINDS:
-    kopf.on.event(
-        group=_group,
-        version=_version,
-        plural=_plural,
-        id=f"child-{_plural}",
-        labels={"app.kubernetes.io/managed-by": MANAGED_BY, MODEL_LABEL: kopf.PRESENT},
-        registry=registry,
-    )(child_changed)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=2.0)

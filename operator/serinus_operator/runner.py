@@ -19,9 +19,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.providers.prometheus import PrometheusConfig, PrometheusProvider
 from serinus_operator.handlers import Context, registry
-from serinus_operator.platforms.kubernetes import KubeClient, KubernetesPlatform, load_credentials
+from serinus_operator.platforms.kubernetes import (
+    KubeClient,
+    KubernetesPlatform,
+    cached_kinds,
+    load_credentials,
+    slim,
+)
 from serinus_operator.platforms.ratelimit import TokenBucket
+from serinus_operator.platforms.watch_cache import ObjectCache
 from serinus_operator.resources.config import DEFAULT_IMAGE, BuildConfig
+from serinus_operator.scheduling import RESYNC_SECONDS
 from serinus_operator.telemetry import Telemetry
 
 
@@ -40,7 +48,7 @@ class OperatorOptions:
     router_image: str = DEFAULT_IMAGE
     kubeconfig: str | None = None
     context: str | None = None
-    resync_seconds: float = 30.0
+    resync_seconds: float = RESYNC_SECONDS
     max_concurrent_passes: int = 16
     kube_api_qps: float = 50.0
     kube_api_burst: int = 100
@@ -99,10 +107,24 @@ async def _metrics_server(ctx: Context, host: str, port: int) -> web.AppRunner:
 async def run_operator(options: OperatorOptions) -> None:
     credentials = load_credentials(kubeconfig=options.kubeconfig, context=options.context)
     limiter = TokenBucket(options.kube_api_qps, options.kube_api_burst)
-    client = KubeClient(credentials, limiter=limiter)
+    client = KubeClient(credentials, limiter=limiter, pool_size=2 * options.max_concurrent_passes)
+    made: list[Context] = []  # the context, once made: changes wake its loops
+
+    def wake(namespace: str, name: str) -> None:
+        for ctx in made:
+            ctx.wake(namespace, name)
+
+    cache = ObjectCache(
+        cached_kinds(),
+        source=client,
+        namespaces=() if options.all_namespaces else tuple(options.namespaces),
+        on_change=wake,
+        transform=slim,
+    )
     platform = KubernetesPlatform(
         client,
         config=BuildConfig(serving_image=options.serving_image, router_image=options.router_image),
+        cache=cache,
     )
     metrics: MetricProvider | None = None
     if options.prometheus_url:
@@ -122,7 +144,10 @@ async def run_operator(options: OperatorOptions) -> None:
         max_concurrent_passes=options.max_concurrent_passes,
         peering_lifetime=options.peering_lifetime,
     )
+    made.append(ctx)
+    ctx.telemetry.watch_caches(cache.all)
     runner = await _metrics_server(ctx, options.metrics_host, options.metrics_port)
+    cache.start()
     try:
         await kopf.operator(
             registry=registry,
@@ -134,6 +159,7 @@ async def run_operator(options: OperatorOptions) -> None:
             memo=kopf.Memo(serinus=ctx),
         )
     finally:
+        await cache.aclose()
         await runner.cleanup()
         await client.aclose()
 

@@ -20,6 +20,10 @@ from enum import IntEnum
 
 Key = tuple[str, str]  # (namespace, name)
 
+#: Without news, a ModelDeployment is looked at again this often anyway: a safety net
+#: against a lost wake-up, read from the watch caches, so an idle fleet sends no request.
+RESYNC_SECONDS = 600.0
+
 
 class Urgency(IntEnum):
     """Lower goes first."""

@@ -9,9 +9,12 @@ alerts in ``manifests/``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from serinus_operator.analysis.verdict import Measurement, Verdict
 from serinus_operator.rollout.status import HistoryEntry, Phase, RolloutStatus, ts
@@ -26,6 +29,55 @@ _VERDICT = {
 }
 _WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
+
+
+class CachedKind(Protocol):
+    """What the metrics read of one watch cache (platforms/watch_cache.KindCache)."""
+
+    relists: int
+
+    @property
+    def served(self) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def size_bytes(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+class _CacheCollector(Collector):
+    """The watch caches' size, read at scrape time (nothing to keep in step)."""
+
+    def __init__(self, caches: Callable[[], Sequence[CachedKind]]) -> None:
+        self._caches = caches
+
+    def collect(self) -> Iterator[Metric]:
+        objects = GaugeMetricFamily(
+            "serinus_watch_cache_objects", "Objects held by the watch caches", labels=["kind"]
+        )
+        size = GaugeMetricFamily(
+            "serinus_watch_cache_bytes",
+            "Bytes of JSON held by the watch caches (without managedFields)",
+            labels=["kind"],
+        )
+        relists = CounterMetricFamily(
+            "serinus_watch_relists",
+            "Full lists by the watch caches: one at start, then one per 410 Gone",
+            labels=["kind"],
+        )
+        totals: dict[str, list[int]] = {}
+        for cache in self._caches():
+            t = totals.setdefault(cache.label, [0, 0, 0])
+            t[0] += len(cache)
+            t[1] += cache.size_bytes()
+            t[2] += cache.relists
+        for kind, (n, b, r) in sorted(totals.items()):
+            objects.add_metric([kind], n)
+            size.add_metric([kind], b)
+            relists.add_metric([kind], r)
+        yield from (objects, size, relists)
 
 
 class Telemetry:
@@ -43,6 +95,10 @@ class Telemetry:
         )
         self._register_pass_metrics()
         self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+    def watch_caches(self, caches: Callable[[], Sequence[CachedKind]]) -> None:
+        """Export the size of the platform's watch caches."""
+        self.registry.register(_CacheCollector(caches))
 
     def _register_rollout_metrics(self) -> None:
         """Phase, traffic, step and finished rollouts, per ModelDeployment."""

@@ -24,7 +24,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,11 +37,20 @@ from serinus_operator.api import GROUP, KIND, VERSION, ModelDeployment
 from serinus_operator.platforms.base import Conflict, ObjectRef
 from serinus_operator.platforms.health import ApiHealth
 from serinus_operator.platforms.ratelimit import TokenBucket, retry_after
+from serinus_operator.platforms.watch_cache import (
+    WATCH_SECONDS,
+    Gone,
+    Kind,
+    KindCache,
+    ObjectCache,
+    Unserved,
+)
 from serinus_operator.resources.autoscaling import autoscaler, revision_disruption_budget
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.deployments import revision_deployment
 from serinus_operator.resources.meta import (
     COMPONENT_SERVER,
+    MANAGED_BY,
     MODEL_LABEL,
     REVISION_LABEL,
     REVISION_PORT,
@@ -69,6 +78,9 @@ APPLY_PATCH: Final = "application/apply-patch+yaml"
 RESTORED_REASON: Final = "ChildRestored"
 PLURAL: Final = "modeldeployments"
 USER_AGENT: Final = f"serinus-operator/{__version__}"
+#: A pass that starts before the watch caches have listed waits this long for them, then
+#: reads from the API server instead.
+CACHE_SYNC_WAIT: Final = 10.0
 #: Event names remembered as posted, so that a pass does not re-post its predecessor's.
 POSTED_MEMORY: Final = 10_000
 _IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -95,6 +107,40 @@ _PATHS: Final[Mapping[tuple[str, str], str]] = {
     ),
     (f"{GROUP}/{VERSION}", KIND): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}",
 }
+
+
+#: What every child carries (resources/meta.py), as a label selector: the API server sends
+#: the operator its own children only, never every ConfigMap of the cluster.
+CHILD_SELECTOR: Final = f"app.kubernetes.io/managed-by={MANAGED_BY},{MODEL_LABEL}"
+
+
+def cached_kinds() -> tuple[Kind, ...]:
+    """Every kind a pass reads: the ModelDeployments, and each kind of child (selected on
+    the API server by the labels every child carries)."""
+    kinds = []
+    for (api_version, kind), path in _PATHS.items():
+        if kind == "Event":
+            continue  # written, never read
+        if kind == KIND:
+            kinds.append(Kind(api_version, kind, path))
+        else:
+            kinds.append(
+                Kind(
+                    api_version, kind, path, label_selector=CHILD_SELECTOR, model_label=MODEL_LABEL
+                )
+            )
+    return tuple(kinds)
+
+
+def slim(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``obj`` as the cache holds it: without ``managedFields`` (most of a child's bytes,
+    read only to take over fields owned before server-side apply, so kept for the few
+    objects that still have such fields)."""
+    meta = obj.get("metadata") or {}
+    managed = meta.get("managedFields")
+    if not managed or upgraded_managed_fields(list(managed)) is not None:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 class ApiError(Exception):
@@ -216,6 +262,9 @@ def tls_context(credentials: Credentials) -> ssl.SSLContext:
 
 #: A request answered 429 is sent again after its Retry-After this many times at most.
 TOO_MANY_RETRIES = 3
+#: A watch is silent at most this long: the API server ends it (``timeoutSeconds``) and
+#: sends bookmarks well before.
+WATCH_READ_TIMEOUT = WATCH_SECONDS + 60.0
 
 
 class KubeClient:
@@ -228,17 +277,85 @@ class KubeClient:
         timeout: float = 10.0,
         health: ApiHealth | None = None,
         limiter: TokenBucket | None = None,
+        pool_size: int = 32,
     ) -> None:
         self.credentials = credentials
         self.health = health or ApiHealth(self.probe)
         self.limiter = limiter
+        tls = tls_context(credentials)
+        # Requests: a pool as large as the passes that can run at once keeps every
+        # connection alive between requests (a smaller keep-alive set reconnects, with a
+        # TLS handshake, under load).
         self._http = httpx.AsyncClient(
-            base_url=credentials.server, verify=tls_context(credentials), timeout=timeout
+            base_url=credentials.server,
+            verify=tls,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+        )
+        # Watches hold their connection for minutes: a client of their own, so they never
+        # take the requests' connections.
+        self._watches = httpx.AsyncClient(
+            base_url=credentials.server,
+            verify=tls,
+            timeout=httpx.Timeout(timeout, read=WATCH_READ_TIMEOUT),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
         )
 
     async def aclose(self) -> None:
         await self.health.aclose()
         await self._http.aclose()
+        await self._watches.aclose()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"accept": "application/json", "user-agent": USER_AGENT}
+        token = self.credentials.bearer()
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        return headers
+
+    async def _pace(self) -> None:
+        if self.limiter is not None:
+            wait = self.limiter.reserve(asyncio.get_running_loop().time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def list_page(self, path: str, params: Mapping[str, str]) -> Mapping[str, Any]:
+        """One page of a list (the watch cache's); 404 and 410 raise what it expects."""
+        try:
+            found = await self.request("GET", path, params=params)
+        except ApiError as exc:
+            if exc.status == 410:
+                raise Gone(str(exc)) from exc
+            raise
+        if found is None:
+            raise Unserved(path)
+        page: Mapping[str, Any] = found
+        return page
+
+    async def watch(self, path: str, params: Mapping[str, str]) -> AsyncIterator[Mapping[str, Any]]:
+        """The events of one watch request, one JSON object per line, as they come."""
+        await self._pace()
+        try:
+            async with self._watches.stream(
+                "GET", path, params=params, headers=self._headers()
+            ) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                    if response.status_code == 410:
+                        raise Gone(_message(response))
+                    if response.status_code == 404:
+                        raise Unserved(path)
+                    if response.status_code >= 500:
+                        self.health.failed()
+                    raise ApiError(response.status_code, _message(response))
+                self.health.succeeded()
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        event: Mapping[str, Any] = json.loads(line)
+                        yield event
+        except httpx.TransportError:
+            self.health.failed()
+            raise
 
     async def request(
         self,
@@ -250,10 +367,7 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> Any:
         """The decoded answer, or None for 404; raises Conflict for 409, ApiError else."""
-        headers = {"accept": "application/json", "user-agent": USER_AGENT}
-        token = self.credentials.bearer()
-        if token:
-            headers["authorization"] = f"Bearer {token}"
+        headers = self._headers()
         content = None
         if body is not None:
             headers["content-type"] = content_type
@@ -284,10 +398,7 @@ class KubeClient:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None,
     ) -> httpx.Response:
-        if self.limiter is not None:
-            wait = self.limiter.reserve(asyncio.get_running_loop().time())
-            if wait > 0:
-                await asyncio.sleep(wait)
+        await self._pace()
         try:
             return await self._http.request(
                 method, path, content=content, headers=dict(headers), params=params
@@ -586,9 +697,12 @@ class KubernetesPlatform:
         *,
         config: BuildConfig | None = None,
         instance: str | None = None,
+        cache: ObjectCache | None = None,
     ) -> None:
         self.client = client
         self.config = config or BuildConfig()
+        #: Where passes read (watch-backed); without one, every read is a request.
+        self.cache = cache
         self.instance = instance or socket.gethostname()
         self._posted: OrderedDict[str, None] = OrderedDict()  # Event names, newest last
         #: Children this process applied or found, with the digest of their content as it
@@ -598,17 +712,62 @@ class KubernetesPlatform:
         self._restored: dict[tuple[str, str], list[Restored]] = {}
 
     # ------------------------------------------------------------------ reading
-    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        found: Mapping[str, Any] | None = await self.client.get(md_path(namespace, name))
+    async def _cached(self, api_version: str, kind: str, namespace: str) -> KindCache | None:
+        if self.cache is None:
+            return None
+        return await self.cache.synced(api_version, kind, namespace, wait=CACHE_SYNC_WAIT)
+
+    async def read(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        """The object from the watch cache once it has listed, else from the API server."""
+        cache = await self._cached(api_version, kind, namespace)
+        if cache is not None:
+            return cache.get(namespace, name)
+        found: Mapping[str, Any] | None = await self.client.get(
+            object_path(api_version, kind, namespace, name)
+        )
         return found
+
+    def _hold(self, stored: Mapping[str, Any] | None) -> None:
+        """What the API server answered to a write, so the next read is not older."""
+        if self.cache is None or not stored or not stored.get("kind"):
+            return
+        meta = stored.get("metadata") or {}
+        cache = self.cache.cache(
+            str(stored.get("apiVersion")), str(stored["kind"]), str(meta.get("namespace") or "")
+        )
+        if cache is not None:
+            cache.put(stored)
+
+    def _drop(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        cache = None if self.cache is None else self.cache.cache(api_version, kind, namespace)
+        if cache is not None:
+            cache.discard(namespace, name)
+
+    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The ModelDeployment; one the cache has not seen yet is read from the API server
+        (kopf's watch, which starts its loop, may see a new object before the cache's does:
+        taken for gone, its loop would end)."""
+        found = await self.read(f"{GROUP}/{VERSION}", KIND, namespace, name)
+        if found is None and self.cache is not None:
+            found = await self.client.get(md_path(namespace, name))
+            self._hold(found)
+        return found
+
+    async def _deployments_of(self, ref: ObjectRef) -> list[Mapping[str, Any]]:
+        cache = await self._cached("apps/v1", "Deployment", ref.namespace)
+        if cache is not None:
+            return cache.of_model(ref.namespace, ref.name)
+        path = collection_path("apps/v1", "Deployment", ref.namespace)
+        selector = f"{MODEL_LABEL}={ref.name},app.kubernetes.io/component={COMPONENT_SERVER}"
+        return await self.client.list(path, label_selector=selector)
 
     async def observe(
         self, ref: ObjectRef, md: ModelDeployment | None
     ) -> Mapping[str, RevisionObservation]:
-        path = collection_path("apps/v1", "Deployment", ref.namespace)
-        selector = f"{MODEL_LABEL}={ref.name},app.kubernetes.io/component={COMPONENT_SERVER}"
         out: dict[str, RevisionObservation] = {}
-        for item in await self.client.list(path, label_selector=selector):
+        for item in await self._deployments_of(ref):
             labels = (item.get("metadata") or {}).get("labels") or {}
             revision = labels.get(REVISION_LABEL)
             if (
@@ -617,7 +776,7 @@ class KubernetesPlatform:
                 or not revision
                 or (item.get("metadata") or {}).get("deletionTimestamp")
             ):
-                continue  # the API filters too; a fake one may not
+                continue  # the router's Deployment, or one being deleted
             out[str(revision)] = observation(item)
         return out
 
@@ -634,7 +793,10 @@ class KubernetesPlatform:
         wanted = _with_hash(obj)
         rendered = wanted["metadata"]["annotations"][APPLIED_ANNOTATION]
         key = _key(obj)
-        found: Mapping[str, Any] | None = await self.client.get(path)
+        found = await self.read(api_version, kind, namespace, name)
+        if found is None and key in self._known and self.cache is not None:
+            # Gone from the cache: make sure before calling it a deletion to put back.
+            found = await self.client.get(path)
         was = None
         if found is not None:
             _check_owner(found, obj)
@@ -651,6 +813,23 @@ class KubernetesPlatform:
                 f"cannot apply {kind} {namespace}/{name}: the API server does not serve "
                 f"{api_version} {kind} in namespace {namespace} (are its CRDs installed?)",
             )
+        self._hold(stored)
+        self._report(key, found, stored, rendered=rendered, was=was)
+        self._known[key] = _digest(stored)
+        return stored
+
+    def _report(
+        self,
+        key: _Key,
+        found: Mapping[str, Any] | None,
+        stored: Mapping[str, Any],
+        *,
+        rendered: str,
+        was: str | None,
+    ) -> None:
+        """Log what an apply did; a child deleted or changed by someone else is remembered
+        for :meth:`report_restored`."""
+        namespace, kind, name = key[0], key[4], key[5]
         version = str((stored.get("metadata") or {}).get("resourceVersion") or "")
         if found is None:
             if key in self._known:
@@ -678,8 +857,6 @@ class KubernetesPlatform:
                 )
             elif changed:
                 log.info("updated %s %s/%s", kind, namespace, name)
-        self._known[key] = _digest(stored)
-        return stored
 
     async def _upgrade_managed_fields(
         self, path: str, found: Mapping[str, Any]
@@ -728,7 +905,7 @@ class KubernetesPlatform:
         uid = ref.uid or None
         name = revision_name(ref.name, action.ref.revision)
         path = object_path("apps/v1", "Deployment", ref.namespace, name)
-        found = await self.client.get(path)
+        found = await self.read("apps/v1", "Deployment", ref.namespace, name)
         if found is None:
             await self.apply(
                 revision_deployment(
@@ -740,8 +917,10 @@ class KubernetesPlatform:
             if (found.get("spec") or {}).get("replicas") != action.replicas:
                 # A revision's pods never change once created (an operator upgrade with a
                 # new default image must not restart every model): only its size does.
-                await self.client.merge_patch(
-                    path, {"spec": {"replicas": action.replicas}}, field_manager=FIELD_MANAGER
+                self._hold(
+                    await self.client.merge_patch(
+                        path, {"spec": {"replicas": action.replicas}}, field_manager=FIELD_MANAGER
+                    )
                 )
                 log.info("scaled %s/%s to %d", ref.namespace, name, action.replicas)
         await self.apply(
@@ -754,13 +933,16 @@ class KubernetesPlatform:
         )
 
     async def scale_down(self, ref: ObjectRef, revision: str) -> None:
-        path = object_path(
-            "apps/v1", "Deployment", ref.namespace, revision_name(ref.name, revision)
-        )
-        found = await self.client.get(path)
+        name = revision_name(ref.name, revision)
+        path = object_path("apps/v1", "Deployment", ref.namespace, name)
+        found = await self.read("apps/v1", "Deployment", ref.namespace, name)
         if found is None or (found.get("spec") or {}).get("replicas") == 0:
             return
-        await self.client.merge_patch(path, {"spec": {"replicas": 0}}, field_manager=FIELD_MANAGER)
+        self._hold(
+            await self.client.merge_patch(
+                path, {"spec": {"replicas": 0}}, field_manager=FIELD_MANAGER
+            )
+        )
         log.info("scaled down %s/%s", ref.namespace, revision_name(ref.name, revision))
 
     async def remove_revision(self, ref: ObjectRef, revision: str) -> None:
@@ -776,13 +958,14 @@ class KubernetesPlatform:
         """Delete a child the operator no longer wants (never one another owner controls)."""
         self._known.pop((ref.namespace, ref.name, ref.uid, api_version, kind, name), None)
         path = object_path(api_version, kind, ref.namespace, name)
-        found = await self.client.get(path)
-        if found is None:
+        found = await self.read(api_version, kind, ref.namespace, name)
+        if found is None or (found.get("metadata") or {}).get("deletionTimestamp"):
             return
         if _controller_uid(found) != (ref.uid or None):
             return  # not this ModelDeployment's (a person's, or another owner's)
         if await self.client.delete(path):
             log.info("deleted %s %s/%s", kind, ref.namespace, name)
+        self._drop(api_version, kind, ref.namespace, name)
 
     async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
         """The HorizontalPodAutoscaler of ``spec.autoscaling`` (``<name>``, scaling the
@@ -925,6 +1108,7 @@ class KubernetesPlatform:
         )
         if stored is None:
             raise Conflict(f"{ref.namespace}/{ref.name} is gone")
+        self._hold(stored)
         result: Mapping[str, Any] = stored
         return result
 
@@ -951,6 +1135,7 @@ class KubernetesPlatform:
 
 
 __all__ = [
+    "CHILD_SELECTOR",
     "FIELD_MANAGER",
     "ApiError",
     "Credentials",

@@ -124,8 +124,9 @@ def test_api_server_down_for_30s_mid_rollout(cluster: Cluster, record_property: 
 
 
 def test_etcd_compaction_under_the_watches(cluster: Cluster) -> None:
-    """Watches resumed from a compacted resourceVersion get 410 Gone; the operator
-    (kopf) lists again and carries on with changes made after the restart."""
+    """Watches resumed from a compacted resourceVersion get 410 Gone; the operator (kopf's
+    watch and the watch caches the passes read) lists again and carries on with changes
+    made after the restart."""
     cluster.operator.start()
     cluster.apply(md("v1"))
     cluster.wait_status("fraud", lambda s: s.get("phase") == "Stable", what="v1")
@@ -142,6 +143,7 @@ def test_etcd_compaction_under_the_watches(cluster: Cluster) -> None:
     )
     assert (s.get("candidate") or {}).get("version") == "v2"
     assert cluster.operator.process is not None and cluster.operator.process.poll() is None
+    assert (cluster.operator.sample("serinus_watch_relists_total", kind="Deployment") or 0) >= 2
     assert_no_repeats(cluster, "fraud")
 
 

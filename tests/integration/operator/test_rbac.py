@@ -16,6 +16,7 @@ import yaml
 
 from support.cluster import Cluster
 from support.cluster import md as cluster_md
+from support.real_cluster import wait_for
 from support.real_kube import OPERATOR_NAMESPACE, OPERATOR_SA
 
 OPERATOR = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
@@ -33,10 +34,26 @@ NOT_EXERCISED = {
     ("gateway.networking.k8s.io", "httproutes", "create"),
     ("gateway.networking.k8s.io", "httproutes", "patch"),
     # The HorizontalPodAutoscaler of spec.autoscaling, which this rollout does not set (the
-    # operator watches HPAs and looks for its own, so list, watch and get are exercised).
+    # operator watches HPAs, so list and watch are exercised).
     ("autoscaling", "horizontalpodautoscalers", "create"),
     ("autoscaling", "horizontalpodautoscalers", "patch"),
     ("autoscaling", "horizontalpodautoscalers", "delete"),
+    # Passes read from the watch caches: a GET is made only when a cache has not listed
+    # within 10 s of a pass, or to confirm that a child gone from the cache was deleted.
+    *(
+        (group, resource, "get")
+        for group, resource in [
+            ("", "configmaps"),
+            ("", "serviceaccounts"),
+            ("", "services"),
+            ("apps", "deployments"),
+            ("autoscaling", "horizontalpodautoscalers"),
+            ("policy", "poddisruptionbudgets"),
+            ("rbac.authorization.k8s.io", "rolebindings"),
+            ("rbac.authorization.k8s.io", "roles"),
+            ("serinus.dev", "modeldeployments"),
+        ]
+    ),
 }
 
 
@@ -105,3 +122,38 @@ def test_rbac_is_exactly_what_the_operator_uses(cluster: Cluster) -> None:
     assert used - rules == set(), f"calls without a rule: {sorted(used - rules)}"
     unused = rules - used - NOT_EXERCISED
     assert unused == set(), f"rules never exercised: {sorted(unused)}"
+
+
+def test_an_idle_model_deployment_costs_no_request(cluster: Cluster) -> None:
+    """Passes read the watch caches: once the rollout is done, the resyncs (every 2 s in
+    these tests) still run, and the operator sends nothing but its open watches."""
+    cluster.operator.start()
+    cluster.apply(md("v1"))
+    cluster.wait_status("fraud", lambda s: s.get("phase") == "Stable", what="v1 Stable")
+    real = cluster.kube.cluster
+
+    def requests() -> list[str]:
+        return [
+            f"{e['verb']} {e['requestURI']}"
+            for e in real.audit(user=OPERATOR, namespace=cluster.namespace)
+            if e["verb"] != "watch"
+        ]
+
+    last = {"count": -1, "since": 0.0}
+
+    def settled() -> bool:  # the rollout's last status writes and Events are done
+        time.sleep(0.25)
+        count = len(requests())
+        if count != last["count"]:
+            last.update(count=count, since=time.monotonic())
+        return time.monotonic() - last["since"] > 3
+
+    wait_for(settled, timeout=60, what="the operator to fall quiet")
+    before, resyncs = (
+        requests(),
+        cluster.operator.sample("serinus_reconcile_wait_seconds_count", urgency="resync"),
+    )
+    time.sleep(5)  # an observation window of two resync periods and more
+    after = cluster.operator.sample("serinus_reconcile_wait_seconds_count", urgency="resync")
+    assert (after or 0) >= (resyncs or 0) + 2, "no resync pass ran in the window"
+    assert requests()[len(before) :] == []

@@ -55,7 +55,8 @@ def test_a_routing_table_edited_by_hand_is_written_again(cluster: Cluster) -> No
     assert cluster.weights("fraud") == {v1: 0, v2: 100}
     _poke(cluster, "1")
     assert wait_for(lambda: cluster.weights("fraud") == {v1: 80, v2: 20}, what="the edit undone")
-    assert "changed by someone else" in cluster.operator.log_text()
+    # Logged once the write is answered, which may be just after the test sees it landed.
+    wait_for(lambda: "changed by someone else" in cluster.operator.log_text(), what="the log")
 
 
 def test_a_promotion_removes_the_candidate_annotation(cluster: Cluster) -> None:
