@@ -84,6 +84,7 @@ bench: $(STAMP) ## Benchmark serinus serve vs MLServer, KServe, a bare floor; th
 
 bench-operator: $(STAMP) kube-bins ## The operator with 100 and 1,000 ModelDeployments on the real control plane (BENCHMARKS.md)
 	$(BIN)/python bench/operator_scale.py $(BENCH_OPERATOR_ARGS)
+	$(BIN)/python bench/kube_client.py
 
 CHART := charts/serinus
 IMAGE_PREFIX ?= ghcr.io/serinus-dev/serinus-

@@ -18,6 +18,7 @@ import collections
 import concurrent.futures
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -43,8 +44,10 @@ TICKS = os.sysconf("SC_CLK_TCK")
 class Result:
     n: int
     stable_s: float
+    last_write_s: float
     burst_requests: int
     burst_cpu_s: float
+    control_plane_cpu_s: float
     idle_rss_mb: float
     idle_cpu_pct: float
     idle_requests_per_md_min: float
@@ -52,6 +55,7 @@ class Result:
     cache_mb: float
     change_p50_ms: float
     change_p99_ms: float
+    abort_ms: float
     burst_mix: dict[str, float]
     idle_seen: list[str]
 
@@ -72,6 +76,13 @@ def manifest(name: str, version: str) -> dict[str, Any]:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def plane_cpu(cluster: RealCluster) -> float:
+    """CPU seconds of etcd, the API server and the controller manager, and of this process
+    (the stand-in kubelet's thread and the bench's polling)."""
+    procs = cluster._procs.values()
+    return sum(cpu_seconds(p.popen.pid) for p in procs) + time.process_time()
 
 
 def rss_mb(pid: int) -> float:
@@ -153,6 +164,54 @@ def change(kube: RealKube, cluster: RealCluster, namespace: str, n: int, count: 
     raise RuntimeError(f"only {len(created())} of {len(names)} candidates were created")
 
 
+def abort(kube: RealKube, cluster: RealCluster, namespace: str, name: str) -> float:
+    """Abort ``name``'s canary (at 50%) as a person would; seconds from the request to the
+    operator writing the routing table that sends 100% to stable (the rollback's first
+    effect), from the audit log."""
+    wait_for(
+        lambda: (
+            ((kube.get(*MD, namespace, name) or {}).get("status") or {})
+            .get("traffic", {})
+            .get("candidate")
+            == 50
+        ),
+        timeout=120,
+        what=f"{name} at 50%",
+    )
+    time.sleep(2)  # let it sit idle at the pause
+    kube.patch(
+        *MD, namespace, name, {"metadata": {"annotations": {"serinus.dev/action": "abort:b1"}}}
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        asked = written = None
+        for e in cluster.audit(user=None, namespace=namespace):
+            ref = e.get("objectRef") or {}
+            if e["stage"] != "ResponseComplete" or e["verb"] != "patch":
+                continue
+            user = (e.get("user") or {}).get("username")
+            if (
+                ref.get("resource") == "modeldeployments"
+                and ref.get("name") == name
+                and user != OPERATOR
+                and not ref.get("subresource")
+            ):
+                asked = stamp(e)
+            if (
+                asked
+                and ref.get("resource") == "configmaps"
+                and ref.get("name") == f"{name}-routes"
+                and user == OPERATOR
+                and stamp(e) >= asked
+            ):
+                written = stamp(e)
+                break
+        if asked and written:
+            return written - asked
+        time.sleep(1)
+    raise RuntimeError(f"{name}: no rollback within 60 s")
+
+
 def metric_sum(operator: Operator, name: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -185,7 +244,7 @@ def run_size(kube: RealKube, workdir: Path, n: int, args: argparse.Namespace) ->
     assert operator.process is not None
     pid = operator.process.pid
     try:
-        t0, cpu0 = time.time(), cpu_seconds(pid)
+        t0, cpu0, plane0 = time.time(), cpu_seconds(pid), plane_cpu(cluster)
         burst(kube, namespace, n)
         wait_for(
             lambda: phases(kube, namespace).count("Stable") == n or None,
@@ -195,8 +254,10 @@ def run_size(kube: RealKube, workdir: Path, n: int, args: argparse.Namespace) ->
         )
         stable_s = time.time() - t0
         burst_cpu = cpu_seconds(pid) - cpu0
+        plane = plane_cpu(cluster) - plane0
         sent = operator_requests(cluster, namespace, t0, time.time())
         burst_requests = len(sent)
+        last_write = max((stamp(e) for e in sent if e["verb"] != "get"), default=t0) - t0
         mix = collections.Counter(f"{e['verb']} {e['objectRef'].get('resource')}" for e in sent)
         print(f"N={n}: all Stable after {stable_s:.1f} s", file=sys.stderr)
         time.sleep(args.settle)
@@ -208,11 +269,14 @@ def run_size(kube: RealKube, workdir: Path, n: int, args: argparse.Namespace) ->
         rss = rss_mb(pid)
         cache = metric_sum(operator, "serinus_watch_cache_bytes") / 2**20
         delays = change(kube, cluster, namespace, n, args.changes)
+        aborted = abort(kube, cluster, namespace, "m00000")
         return Result(
             n=n,
             stable_s=stable_s,
+            last_write_s=last_write,
             burst_requests=burst_requests,
             burst_cpu_s=burst_cpu,
+            control_plane_cpu_s=plane,
             idle_rss_mb=rss,
             idle_cpu_pct=100 * (c1 - c0) / (w1 - w0),
             idle_requests_per_md_min=len(idle) / n / ((w1 - w0) / 60),
@@ -220,6 +284,7 @@ def run_size(kube: RealKube, workdir: Path, n: int, args: argparse.Namespace) ->
             cache_mb=cache,
             change_p50_ms=1000 * statistics.median(delays),
             change_p99_ms=1000 * delays[min(len(delays) - 1, int(0.99 * len(delays)))],
+            abort_ms=1000 * aborted,
             burst_mix={k: round(v / n, 2) for k, v in mix.most_common()},
             idle_seen=[f"{e['verb']} {e['requestURI']}" for e in idle],
         )
@@ -231,22 +296,26 @@ def table(results: list[Result]) -> str:
     head = [
         "N",
         "all Stable after (s)",
+        "operator's last write after (s)",
         "operator requests in the burst",
         "operator CPU in the burst (CPU-s)",
+        "etcd, API server, controllers, stand-in kubelet CPU (CPU-s)",
         "RSS idle (MB)",
         "watch caches (MB)",
         "idle CPU (% of a core)",
         "idle requests per MD per minute",
         "idle reads",
         "change → candidate Deployment p50 / p99 (ms)",
+        "abort → routes at 100% stable (ms)",
     ]
     rows = ["| " + " | ".join(head) + " |", "|" + " ---: |" * len(head)]
     for r in results:
         rows.append(
-            f"| {r.n:,} | {r.stable_s:.1f} | {r.burst_requests:,} | {r.burst_cpu_s:.1f} | "
+            f"| {r.n:,} | {r.stable_s:.1f} | {r.last_write_s:.1f} | {r.burst_requests:,} | "
+            f"{r.burst_cpu_s:.1f} | {r.control_plane_cpu_s:.0f} | "
             f"{r.idle_rss_mb:.0f} | {r.cache_mb:.1f} | {r.idle_cpu_pct:.1f} | "
             f"{r.idle_requests_per_md_min:.3f} | {r.idle_reads} | "
-            f"{r.change_p50_ms:.0f} / {r.change_p99_ms:.0f} |"
+            f"{r.change_p50_ms:.0f} / {r.change_p99_ms:.0f} | {r.abort_ms:.0f} |"
         )
     return "\n".join(rows)
 
@@ -262,6 +331,7 @@ def main() -> int:
     p.add_argument("--changes", type=int, default=20, help="models changed at once")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds to reach Stable")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--logs", type=Path, help="copy the operator's logs here")
     args = p.parse_args()
     build_binaries()
     results = []
@@ -274,6 +344,10 @@ def main() -> int:
         for n in (int(s) for s in args.sizes.split(",")):
             results.append(run_size(kube, Path(tmp), n, args))
         kube.close()
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for log in Path(tmp).glob("operator-*.log"):
+                shutil.copy(log, args.logs / log.name)
     print(table(results))
     for r in results:
         print(f"\nN={r.n}: requests per ModelDeployment in the burst: {r.burst_mix}")

@@ -233,6 +233,8 @@ class RealCluster:
             f"--audit-log-path={self.dir / 'audit.log'}",
             "--audit-log-format=json",
             "--audit-log-mode=blocking",
+            "--audit-log-maxsize=4096",  # MB; rotated at 100 MB by default, which audit()'s
+            # readers would not see (make bench-operator writes far more)
         )
         with self.client() as api:
             wait_for(lambda: self._ok(api, "/readyz", "kube-apiserver"), what="/readyz")
@@ -432,6 +434,13 @@ class RealCluster:
             f"--root-ca-file={self.ca_path}",
             "--leader-elect=false",
             "--horizontal-pod-autoscaler-sync-period=2s",
+            # Sized for make bench-operator's thousands of Deployments: with the defaults
+            # (20 requests/s per controller, 5 Deployments synced at once) the controllers,
+            # not the operator, would set the pace.
+            "--kube-api-qps=300",
+            "--kube-api-burst=600",
+            "--concurrent-deployment-syncs=20",
+            "--concurrent-replicaset-syncs=20",
             "--bind-address=127.0.0.1",
             "--secure-port=0",
         )

@@ -141,6 +141,9 @@ class KindCache:
         self._objects: dict[_Key, _Entry] = {}
         self._by_model: dict[_Key, set[str]] = {}  # (namespace, model) -> names
         self.synced = asyncio.Event()
+        #: A pass waited for the first list in vain (it keeps failing: RBAC, say): later
+        #: passes read the API server at once instead of waiting again.
+        self.waited_in_vain = False
         self.served = True
         self.relists = 0  # how many times it listed (the first one included)
 
@@ -388,9 +391,14 @@ class ObjectCache:
         found = self.cache(api_version, kind, namespace)
         if found is None or not self._tasks:
             return None
-        if not found.synced.is_set():
-            with contextlib.suppress(TimeoutError):
+        if not found.synced.is_set() and not found.waited_in_vain:
+            try:
                 await asyncio.wait_for(found.synced.wait(), wait)
+            except TimeoutError:
+                found.waited_in_vain = True
+                log.warning(
+                    "%s has not listed in %.0f s: reading the API server", found.label, wait
+                )
         return found if found.synced.is_set() else None
 
     def all(self) -> list[KindCache]:

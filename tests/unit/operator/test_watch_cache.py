@@ -304,3 +304,27 @@ def test_what_is_held_never_goes_back_in_time(steps: list[tuple[str, int]]) -> N
 )
 def test_newer(candidate: str | None, held: str | None, expected: bool) -> None:
     assert newer(candidate, held) is expected
+
+
+def test_a_cache_that_cannot_list_is_waited_for_once_then_bypassed() -> None:
+    """A pass waits for a cache's first list; when it never comes (RBAC refuses the list,
+    say), later passes read the API server at once instead of waiting again each time."""
+
+    class Refused(Script):
+        async def list_page(self, path: str, params: Mapping[str, str]) -> Mapping[str, Any]:
+            raise PermissionError("403")
+
+    async def go() -> None:
+        caches = ObjectCache(
+            [CM], source=Refused(), namespaces=("ns",), on_change=lambda n, m: None
+        )
+        caches.start()
+        try:
+            assert await caches.synced("v1", "ConfigMap", "ns", wait=0.05) is None
+            # A second wait would take 1000 s; it must not happen.
+            found = await asyncio.wait_for(caches.synced("v1", "ConfigMap", "ns", wait=1000), 5)
+            assert found is None
+        finally:
+            await caches.aclose()
+
+    asyncio.run(go())
