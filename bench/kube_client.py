@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from serinus_operator.platforms.kubernetes import Credentials, tls_context  # noqa: E402
+from serinus_operator.platforms.kube_http import Credentials, tls_context  # noqa: E402
 from support.real_cluster import RealCluster, build_binaries  # noqa: E402
 
 NS = "default"

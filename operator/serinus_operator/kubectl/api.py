@@ -20,7 +20,8 @@ import httpx
 from serinus_operator import __version__
 from serinus_operator.api import GROUP, PLURAL, VERSION
 from serinus_operator.kubectl.errors import CliError, one_line
-from serinus_operator.platforms.kubernetes import Credentials, load_credentials, tls_context
+from serinus_operator.platforms.kube_http import tls_context
+from serinus_operator.platforms.kubernetes import Credentials, load_credentials
 
 USER_AGENT: Final = f"kubectl-serinus/{__version__}"
 #: How long one watch request stays open before the server ends it (then it is resumed).

@@ -1,6 +1,7 @@
 """The Kubernetes platform: actions become API calls. The only module that imports the
 ``kubernetes`` client, and only to resolve credentials (kubeconfig, exec plugins,
-in-cluster service account); requests go over one async httpx client.
+in-cluster service account); requests go over :class:`~.kube_http.KubeClient` (aiohttp),
+and passes read through the watch caches (:mod:`.watch_cache`).
 
 Children are written with server-side apply under one field manager, ``serinus-operator``,
 with ``force``: the API server records which fields the operator owns, so a field the
@@ -15,36 +16,28 @@ decides anything about rollouts.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import os
 import socket
-import ssl
-import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
-
-from serinus_operator import __version__
 from serinus_operator.api import GROUP, KIND, VERSION, ModelDeployment
 from serinus_operator.platforms.base import Conflict, ObjectRef
-from serinus_operator.platforms.health import ApiHealth
-from serinus_operator.platforms.ratelimit import TokenBucket, retry_after
-from serinus_operator.platforms.watch_cache import (
-    WATCH_SECONDS,
-    Gone,
-    Kind,
-    KindCache,
-    ObjectCache,
-    Unserved,
+from serinus_operator.platforms.kube_http import (
+    FIELD_MANAGER,
+    ApiError,
+    ApiUnreachable,
+    Credentials,
+    KubeClient,
 )
+from serinus_operator.platforms.watch_cache import Kind, KindCache, ObjectCache
 from serinus_operator.resources.autoscaling import autoscaler, revision_disruption_budget
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.deployments import revision_deployment
@@ -71,13 +64,9 @@ from serinus_operator.traffic.base import Routes
 log = logging.getLogger("serinus.kubernetes")
 
 APPLIED_ANNOTATION: Final = f"{GROUP}/applied"
-#: The one field manager of every child the operator writes (server-side apply).
-FIELD_MANAGER: Final = "serinus-operator"
-APPLY_PATCH: Final = "application/apply-patch+yaml"
 #: The Event reason for children put back after someone deleted or changed them.
 RESTORED_REASON: Final = "ChildRestored"
 PLURAL: Final = "modeldeployments"
-USER_AGENT: Final = f"serinus-operator/{__version__}"
 #: A pass that starts before the watch caches have listed waits this long for them, then
 #: reads from the API server instead.
 CACHE_SYNC_WAIT: Final = 10.0
@@ -143,14 +132,6 @@ def slim(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
-class ApiError(Exception):
-    """A Kubernetes API answer other than success, with its ``Status`` message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-
-
 class NotOwned(RuntimeError):
     """An object of the name a child would have is controlled by another owner (another
     ModelDeployment's child, or the child of a ModelDeployment of the same name that was
@@ -158,33 +139,6 @@ class NotOwned(RuntimeError):
 
 
 # --- credentials -----------------------------------------------------------------------------
-
-
-@dataclass
-class Credentials:
-    """How to reach the API server: what kubeconfig or the service account says."""
-
-    server: str
-    token: str | None = None
-    ca_path: str | None = None
-    cert_path: str | None = None
-    key_path: str | None = None
-    insecure: bool = False
-    default_namespace: str | None = None
-    token_file: Path | None = None  # re-read: projected service-account tokens rotate
-    _refresh: Any = field(default=None, repr=False)
-    _refreshed: float = field(default=0.0, repr=False)
-
-    def bearer(self) -> str | None:
-        if self.token_file is not None:
-            try:
-                return self.token_file.read_text().strip()
-            except OSError:
-                return self.token
-        if self._refresh is not None and time.monotonic() - self._refreshed > 60:
-            self._refreshed = time.monotonic()
-            self.token = self._refresh() or self.token
-        return self.token
 
 
 def load_credentials(*, kubeconfig: str | None = None, context: str | None = None) -> Credentials:
@@ -238,245 +192,9 @@ def load_credentials(*, kubeconfig: str | None = None, context: str | None = Non
     )
 
 
-# --- the client ------------------------------------------------------------------------------
-
-
-def tls_context(credentials: Credentials) -> ssl.SSLContext:
-    """The TLS settings of a kubeconfig: its CA (or the system's), its client certificate.
-
-    Built here rather than through httpx's ``verify=<path>`` and ``cert=``: httpx 0.28+
-    deprecates both, and with a CA path it drops the client certificate, so a kubeconfig
-    with client certificates (kubeadm's admin.conf, kind's) was silently anonymous.
-    """
-    if credentials.ca_path:
-        ctx = ssl.create_default_context(cafile=credentials.ca_path)
-    else:
-        ctx = ssl.create_default_context()
-    if credentials.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if credentials.cert_path:
-        ctx.load_cert_chain(credentials.cert_path, credentials.key_path or None)
-    return ctx
-
-
-#: A request answered 429 is sent again after its Retry-After this many times at most.
-TOO_MANY_RETRIES = 3
-#: A watch is silent at most this long: the API server ends it (``timeoutSeconds``) and
-#: sends bookmarks well before.
-WATCH_READ_TIMEOUT = WATCH_SECONDS + 60.0
-
-
-class KubeClient:
-    """A small async JSON client for the calls the operator and the CLI make."""
-
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        timeout: float = 10.0,
-        health: ApiHealth | None = None,
-        limiter: TokenBucket | None = None,
-        pool_size: int = 32,
-    ) -> None:
-        self.credentials = credentials
-        self.health = health or ApiHealth(self.probe)
-        self.limiter = limiter
-        tls = tls_context(credentials)
-        # Requests: a pool as large as the passes that can run at once keeps every
-        # connection alive between requests (a smaller keep-alive set reconnects, with a
-        # TLS handshake, under load).
-        self._http = httpx.AsyncClient(
-            base_url=credentials.server,
-            verify=tls,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
-        )
-        # Watches hold their connection for minutes: a client of their own, so they never
-        # take the requests' connections.
-        self._watches = httpx.AsyncClient(
-            base_url=credentials.server,
-            verify=tls,
-            timeout=httpx.Timeout(timeout, read=WATCH_READ_TIMEOUT),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-        )
-
-    async def aclose(self) -> None:
-        await self.health.aclose()
-        await self._http.aclose()
-        await self._watches.aclose()
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"accept": "application/json", "user-agent": USER_AGENT}
-        token = self.credentials.bearer()
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        return headers
-
-    async def _pace(self) -> None:
-        if self.limiter is not None:
-            wait = self.limiter.reserve(asyncio.get_running_loop().time())
-            if wait > 0:
-                await asyncio.sleep(wait)
-
-    async def list_page(self, path: str, params: Mapping[str, str]) -> Mapping[str, Any]:
-        """One page of a list (the watch cache's); 404 and 410 raise what it expects."""
-        try:
-            found = await self.request("GET", path, params=params)
-        except ApiError as exc:
-            if exc.status == 410:
-                raise Gone(str(exc)) from exc
-            raise
-        if found is None:
-            raise Unserved(path)
-        page: Mapping[str, Any] = found
-        return page
-
-    async def watch(self, path: str, params: Mapping[str, str]) -> AsyncIterator[Mapping[str, Any]]:
-        """The events of one watch request, one JSON object per line, as they come."""
-        await self._pace()
-        try:
-            async with self._watches.stream(
-                "GET", path, params=params, headers=self._headers()
-            ) as response:
-                if response.status_code >= 300:
-                    await response.aread()
-                    if response.status_code == 410:
-                        raise Gone(_message(response))
-                    if response.status_code == 404:
-                        raise Unserved(path)
-                    if response.status_code >= 500:
-                        self.health.failed()
-                    raise ApiError(response.status_code, _message(response))
-                self.health.succeeded()
-                async for line in response.aiter_lines():
-                    if line.strip():
-                        event: Mapping[str, Any] = json.loads(line)
-                        yield event
-        except httpx.TransportError:
-            self.health.failed()
-            raise
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: Mapping[str, str] | None = None,
-        content_type: str = "application/json",
-    ) -> Any:
-        """The decoded answer, or None for 404; raises Conflict for 409, ApiError else."""
-        headers = self._headers()
-        content = None
-        if body is not None:
-            headers["content-type"] = content_type
-            content = json.dumps(body).encode()
-        for attempt in range(TOO_MANY_RETRIES + 1):
-            response = await self._send(method, path, content, headers, params)
-            if response.status_code != 429 or attempt == TOO_MANY_RETRIES:
-                break
-            # Priority and fairness (or a webhook) asked this client to slow down.
-            await asyncio.sleep(retry_after(response.headers.get("retry-after")))
-        if response.status_code >= 500:
-            self.health.failed()
-        else:
-            self.health.succeeded()
-        if response.status_code == 404:
-            return None
-        if response.status_code == 409:
-            raise Conflict(_message(response))
-        if response.status_code >= 400:
-            raise ApiError(response.status_code, _message(response))
-        return response.json() if response.content else {}
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-    ) -> httpx.Response:
-        await self._pace()
-        try:
-            return await self._http.request(
-                method, path, content=content, headers=dict(headers), params=params
-            )
-        except httpx.TransportError:
-            self.health.failed()
-            raise
-
-    async def get(self, path: str) -> Any:
-        return await self.request("GET", path)
-
-    async def probe(self) -> bool:
-        """Whether the API server is ready (``/readyz`` is readable by every client)."""
-        try:
-            response = await self._http.get("/readyz", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
-
-    async def list(self, path: str, *, label_selector: str | None = None) -> list[Any]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        found = await self.request("GET", path, params=params)
-        items: list[Any] = [] if found is None else list(found.get("items") or [])
-        return items
-
-    async def create(self, path: str, obj: Mapping[str, Any]) -> Any:
-        return await self.request("POST", path, body=obj)
-
-    async def merge_patch(
-        self, path: str, patch: Mapping[str, Any], *, field_manager: str | None = None
-    ) -> Any:
-        params = {"fieldManager": field_manager} if field_manager else None
-        return await self.request(
-            "PATCH", path, body=patch, params=params, content_type="application/merge-patch+json"
-        )
-
-    async def json_patch(self, path: str, operations: Sequence[Mapping[str, Any]]) -> Any:
-        return await self.request(
-            "PATCH",
-            path,
-            body=[dict(o) for o in operations],
-            content_type="application/json-patch+json",
-        )
-
-    async def server_side_apply(
-        self, path: str, obj: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER
-    ) -> Any:
-        """Server-side apply ``obj`` (JSON is YAML) as ``field_manager``, taking over fields
-        another manager set (``force``): the object as stored, or None for 404."""
-        return await self.request(
-            "PATCH",
-            path,
-            body=obj,
-            params={"fieldManager": field_manager, "force": "true"},
-            content_type=APPLY_PATCH,
-        )
-
-    async def delete(self, path: str) -> Any:
-        return await self.request(
-            "DELETE",
-            path,
-            body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
-        )
-
-
 class TrafficNotLanded(RuntimeError):
     """The traffic objects, as the API server stored them, do not route as asked (an
     admission webhook or another controller rewrote them)."""
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:500]
-    if isinstance(data, dict) and data.get("message"):
-        return str(data["message"])
-    return response.text[:500]
 
 
 def collection_path(api_version: str, kind: str, namespace: str) -> str:
@@ -1083,7 +801,7 @@ class KubernetesPlatform:
             await self.client.create(collection_path("v1", "Event", ref.namespace), event)
         except Conflict:
             pass  # AlreadyExists: an earlier pass posted it before it could say so
-        except (ApiError, httpx.HTTPError) as exc:
+        except (ApiError, ApiUnreachable) as exc:
             log.warning(
                 "could not record event %s on %s/%s (kept pending): %s",
                 reason,
@@ -1138,6 +856,7 @@ __all__ = [
     "CHILD_SELECTOR",
     "FIELD_MANAGER",
     "ApiError",
+    "ApiUnreachable",
     "Credentials",
     "KubeClient",
     "KubernetesPlatform",

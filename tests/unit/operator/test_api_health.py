@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import httpx
 import pytest
 from aiohttp import web
 
 from serinus_operator.handlers import _sleep
 from serinus_operator.platforms.health import ApiHealth
-from serinus_operator.platforms.kubernetes import Credentials, KubeClient
+from serinus_operator.platforms.kubernetes import ApiUnreachable, Credentials, KubeClient
 
 pytestmark = pytest.mark.unit
 
@@ -50,7 +49,7 @@ def test_a_loop_waiting_out_an_outage_wakes_when_the_api_answers_again() -> None
         port = free_port()
         client = KubeClient(Credentials(server=f"http://127.0.0.1:{port}"))
         health = client.health
-        with pytest.raises(httpx.TransportError):
+        with pytest.raises(ApiUnreachable):
             await client.get("/thing")  # nothing listens yet: an outage
         assert not health.up
         waker = asyncio.Event()
