@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.cluster import Operator  # noqa: E402
+from support.cluster import Operator, md  # noqa: E402
 from support.real_cluster import RealCluster, build_binaries, wait_for  # noqa: E402
 from support.real_kube import CRDS, OPERATOR_NAMESPACE, OPERATOR_SA, RealKube  # noqa: E402
 
@@ -61,16 +61,8 @@ class Result:
 
 
 def manifest(name: str, version: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "serinus.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": f"https://models.example.com/{version}.onnx", "version": version},
-            "replicas": 1,
-            "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
-        },
-    }
+    """A simple canary that holds at 50% (the tests' manifest), one replica."""
+    return md(version, name=name, replicas=1)
 
 
 def cpu_seconds(pid: int) -> float:
