@@ -842,15 +842,6 @@ class KubernetesPlatform:
         result: Mapping[str, Any] = stored
         return result
 
-    async def events(self, namespace: str, name: str) -> list[Mapping[str, Any]]:
-        items = await self.client.list(collection_path("v1", "Event", namespace))
-        return [
-            e
-            for e in items
-            if (e.get("involvedObject") or {}).get("name") == name
-            and (e.get("involvedObject") or {}).get("kind") == KIND
-        ]
-
 
 __all__ = [
     "CHILD_SELECTOR",

@@ -283,12 +283,7 @@ class KindCache:
             listed.add((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
             self.put(obj, wake=True)
         for key, entry in list(self._objects.items()):
-            if key not in listed and not (
-                listed_at
-                and entry.version
-                and entry.version != listed_at
-                and newer(entry.version, listed_at)
-            ):
+            if key not in listed and not _written_after(entry.version, listed_at):
                 self.discard(*key, wake=True)
 
     async def _watch(self, version: str | None) -> str | None:
@@ -318,6 +313,12 @@ class KindCache:
                     str(meta.get("namespace") or ""), str(meta.get("name") or ""), wake=True
                 )
         return version
+
+
+def _written_after(version: str | None, listed_at: str | None) -> bool:
+    """Whether an object held at ``version`` was written after a list taken at
+    ``listed_at`` (so the list could not have shown it)."""
+    return bool(version and listed_at and version != listed_at and newer(version, listed_at))
 
 
 def _encode(obj: Mapping[str, Any]) -> bytes:
