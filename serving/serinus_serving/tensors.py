@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -71,21 +72,25 @@ def check_shape(spec: TensorSpec, shape: tuple[int, ...], *, max_rows: int) -> i
 
 
 def from_json_data(spec: TensorSpec, shape: tuple[int, ...], data: Any) -> Array:
+    """The tensor of a JSON ``data`` array, its memory bounded by what was sent.
+
+    The Python types of the values are checked before numpy sees them, and strings never
+    reach numpy's own conversion: it would make a fixed-width string array with every
+    element as wide as the longest (one long string among many short elements cost
+    gigabytes from a body of kilobytes) and strip trailing NULs from BYTES values.
+    """
     if not isinstance(data, list):
         raise InferenceError(f"input {spec.name!r}: 'data' must be a JSON array")
+    kinds = _leaf_types(data)
+    if spec.datatype == "BYTES" or str in kinds:
+        return _strings(spec, shape, data, kinds)
     try:
-        array = np.asarray(data)
+        array = np.asarray(data)  # numbers, booleans, nulls: at most 8 bytes each
     except (ValueError, OverflowError):
-        raise InferenceError(
-            f"input {spec.name!r}: 'data' is ragged or holds mixed types; "
-            "send a flat row-major array or one nested to match 'shape'"
-        ) from None
-    expected = math.prod(shape)
-    if array.size != expected:
-        raise InferenceError(
-            f"input {spec.name!r}: shape {list(shape)} needs {expected} elements, "
-            f"'data' has {array.size}"
-        )
+        raise _ragged(spec) from None
+    if list in kinds:
+        raise _ragged(spec)
+    _check_size(spec, shape, array.size)
     datatype = spec.datatype
     info = _INT_INFO.get(datatype)
     if info is not None and array.dtype.kind in "fO" and array.size:
@@ -108,6 +113,58 @@ def from_json_data(spec: TensorSpec, shape: tuple[int, ...], data: Any) -> Array
     return array if array.shape == shape else array.reshape(shape)
 
 
+def _leaf_types(data: list[Any]) -> set[type]:
+    """The types of the innermost values of nested lists (``list`` among them when lists
+    and values are mixed at one level): one pass, in C, per level of nesting."""
+    level, kinds = data, set(map(type, data))
+    while kinds == {list}:
+        kinds = set(map(type, chain.from_iterable(level)))
+        if kinds == {list}:  # deeper still: only then is the level itself needed
+            level = list(chain.from_iterable(level))
+    return kinds
+
+
+def _ragged(spec: TensorSpec) -> InferenceError:
+    return InferenceError(
+        f"input {spec.name!r}: 'data' is ragged or holds mixed types; "
+        "send a flat row-major array or one nested to match 'shape'"
+    )
+
+
+def _check_size(spec: TensorSpec, shape: tuple[int, ...], size: int) -> None:
+    expected = math.prod(shape)
+    if size != expected:
+        raise InferenceError(
+            f"input {spec.name!r}: shape {list(shape)} needs {expected} elements, 'data' has {size}"
+        )
+
+
+def _strings(spec: TensorSpec, shape: tuple[int, ...], data: list[Any], kinds: set[type]) -> Array:
+    """BYTES ``data``: strings, kept as they are (an object array of str, NULs and all)."""
+    if spec.datatype != "BYTES":
+        raise InferenceError(
+            f"input {spec.name!r}: 'data' holds string values, which are not valid for "
+            f"datatype {spec.datatype}"
+        )
+    if list in kinds:
+        raise _ragged(spec)
+    others = kinds - {str}
+    if others:
+        what = _PYTHON_KINDS.get(next(iter(others)), "null or object")
+        raise InferenceError(
+            f"input {spec.name!r}: 'data' holds {what} values, which are not valid for "
+            "datatype BYTES"
+        )
+    try:
+        objects = np.array(data, dtype=object)
+    except ValueError:
+        raise _ragged(spec) from None
+    if objects.size and type(objects.flat[0]) is not str:
+        raise _ragged(spec)  # nested lists of different lengths, kept as lists
+    _check_size(spec, shape, objects.size)
+    return objects if objects.shape == shape else objects.reshape(shape)
+
+
 def _exact_integers(spec: TensorSpec, data: list[Any]) -> Array:
     flat = np.array(data, dtype=object).ravel()
     if not all(type(x) is int for x in flat):
@@ -121,6 +178,9 @@ def _exact_integers(spec: TensorSpec, data: list[Any]) -> Array:
         raise InferenceError(
             f"input {spec.name!r}: a value is out of range for {spec.datatype}"
         ) from None
+
+
+_PYTHON_KINDS: dict[type, str] = {bool: "boolean", int: "integer", float: "floating-point"}
 
 
 def _kind_name(kind: str) -> str:

@@ -323,3 +323,55 @@ def test_response_echoes_id_and_shape() -> None:
     assert decoded["id"] == "abc" and decoded["model_version"] == "7"
     assert decoded["outputs"][0]["shape"] == [2, 3]
     assert len(decoded["outputs"][0]["data"]) == math.prod((2, 3))
+
+
+STRINGS = {"s": TensorSpec("s", "BYTES", (-1,))}
+
+
+@pytest.mark.parametrize(("datatype", "spec"), [("FP32", SPECS), ("BYTES", STRINGS)])
+def test_one_long_string_among_many_elements_costs_what_was_sent(
+    datatype: str, spec: dict[str, TensorSpec]
+) -> None:
+    """numpy alone makes a fixed-width string array as wide as the longest string for every
+    element: this 36 KB body would have cost 4 * 3,001 * 30,000 bytes (360 MB)."""
+    import tracemalloc
+
+    name = next(iter(spec))
+    data = ["x" * 30_000, *(["a"] if datatype == "BYTES" else [0.5]) * 3_000]
+    raw = body(inputs=[{"name": name, "shape": [len(data)], "datatype": datatype, "data": data}])
+    specs = spec if datatype == "BYTES" else {"x": TensorSpec("x", "FP32", (-1,))}
+    refused = pytest.raises(InferenceError, match="string values")
+    tracemalloc.start()
+    try:
+        if datatype == "FP32":
+            with refused:
+                parse_v2(raw, specs, OUT, max_rows=10_000)
+        else:
+            assert parse_v2(raw, specs, OUT, max_rows=10_000).inputs["s"].size == len(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * len(raw), f"{peak} bytes for a body of {len(raw)}"
+
+
+def test_bytes_values_sent_as_json_keep_their_trailing_nuls() -> None:
+    data = ["a\x00", "\x00", "b"]
+    raw = body(inputs=[{"name": "s", "shape": [3], "datatype": "BYTES", "data": data}])
+    decoded = parse_v2(raw, STRINGS, OUT, max_rows=10)
+    assert decoded.inputs["s"].tolist() == data
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["a", 1], "integer values"),
+        (["a", 1.5], "floating-point values"),
+        ([True], "boolean values"),
+        (["a", None], "null or object values"),
+        (["a", ["b"]], "ragged"),
+    ],
+)
+def test_bytes_data_must_be_strings(data: list[object], message: str) -> None:
+    raw = body(inputs=[{"name": "s", "shape": [len(data)], "datatype": "BYTES", "data": data}])
+    with pytest.raises(InferenceError, match=message):
+        parse_v2(raw, STRINGS, OUT, max_rows=10)
