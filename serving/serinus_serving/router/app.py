@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serinus_serving.router.http1 import JSON, Request, Response, error_response, http_date
+from serinus_serving.http1 import JSON, Request, Response, error_response, http_date
 from serinus_serving.router.metrics import RouterMetrics
 from serinus_serving.router.selection import UnknownRevision, choose, sticky_point
 from serinus_serving.router.shadow_channel import ShadowChannel

@@ -17,7 +17,7 @@ from pathlib import Path
 import uvloop
 
 from serinus_serving.router.app import RouterApp
-from serinus_serving.router.http1 import HttpServer
+from serinus_serving.http1 import HttpServer
 from serinus_serving.router.kube_source import (
     ConfigMapSource,
     KubeConfig,

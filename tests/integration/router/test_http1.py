@@ -1,4 +1,4 @@
-"""The router's HTTP/1.1 server (``serinus_serving.router.http1``) on a real loopback socket,
+"""The router's HTTP/1.1 server (``serinus_serving.http1``) on a real loopback socket,
 driven byte by byte: the cases a general client library would hide."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serinus_serving.router import http1
+from serinus_serving import http1
 from serinus_serving.router.app import RouterApp
-from serinus_serving.router.http1 import HttpServer, Request, Response
+from serinus_serving.http1 import HttpServer, Request, Response
 from serinus_serving.router.table import parse_table
 
 pytestmark = pytest.mark.integration
@@ -319,7 +319,7 @@ def test_a_handler_bug_is_a_500_and_the_connection_lives_on(srv: Running) -> Non
         sock.sendall(get("/boom") + get("/after"))
         replies = read_replies(sock, 2)
     assert [r.status for r in replies] == [500, 200]
-    assert replies[0].json() == {"error": "internal error in the router"}
+    assert replies[0].json() == {"error": "internal error in the server"}
 
 
 def test_client_disconnect_mid_body(srv: Running) -> None:

@@ -1,4 +1,5 @@
-"""The router's HTTP/1.1 server: an asyncio ``Protocol`` on httptools.
+"""The HTTP/1.1 server of both ``serinus router`` and ``serinus serve``: an asyncio ``Protocol``
+on httptools.
 
 The router does little per request, so the server around it decides its throughput. A
 general ASGI server builds message dicts per request and writes each response in two
@@ -183,7 +184,7 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserCallbackError:
             if not self.stopped:  # not our own _Stop: a bug here, not the client's mistake
                 log.exception("HTTP request handling failed")
-                self._reject(500, "the router failed to read the request")
+                self._reject(500, "the server failed to read the request")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed HTTP request: {exc}")
         else:
@@ -304,7 +305,7 @@ class _Connection(asyncio.Protocol):
                     response = await handler(item)
                 except Exception:
                     log.exception("handler failed on %s %r", item.method, item.target)
-                    response = error_response(500, "internal error in the router")
+                    response = error_response(500, "internal error in the server")
                 self._send(response, mode, head=item.method == b"HEAD")
                 if self.write_paused and not self.dead:
                     self.drained = self.server.loop.create_future()
