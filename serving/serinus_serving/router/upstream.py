@@ -3,6 +3,15 @@ connections parsed by httptools (the C parser uvicorn uses).
 
 A general-purpose client (httpx) costs more per request than the model behind it; the
 router needs only buffered requests and responses to a handful of known backends.
+
+A connection carries one exchange at a time, and only bytes that answer the request in
+flight are read as its response: interim ``1xx`` responses are skipped, and bytes a backend
+sends when nothing was asked (after a response, or while the connection idles in the pool)
+make the connection unusable, so they can never be read as another client's response. What
+remains possible is bytes that arrive in the same instant as the next request is written;
+no HTTP/1.1 client can tell those from a fast answer. A response head is bounded
+(``max_head``) like the body (``max_body``); a connection's buffers are released when it
+closes, not when the garbage collector next finds the connection's reference cycle.
 """
 
 from __future__ import annotations
@@ -71,16 +80,21 @@ class UpstreamResponse:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, max_body: int) -> None:
+    def __init__(self, max_body: int, max_head: int = 64 << 10) -> None:
         # Kept: asyncio.get_running_loop() makes a getpid() system call every time.
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.max_body = max_body
+        self.max_head = max_head
         self.closed = False
         self.received = False
         self.keep_alive = True
         self.head = False
+        self.in_head = False  # awaiting or reading a response's head: bytes are counted
+        self.head_bytes = 0  # raw bytes read while in the head (bounds an endless one)
+        self._head_size = 0  # the head's exact size, once whole
+        self.interim = False  # the response being read is a 1xx: skipped
         self.deadline = 0.0  # loop time by which the current exchange must be answered
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
         self._status = 0
@@ -94,22 +108,56 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self.close()  # unasked-for bytes: the connection can no longer be trusted
+            return
         self.received = True
+        if self.in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.fail(UpstreamError(f"malformed response from backend: {exc}"))
+            return
+        except httptools.HttpParserUpgrade:
+            self.fail(UpstreamError("backend switched protocols unasked"))
+            return
+        if self.in_head and self.head_bytes > self.max_head:
+            self.fail(UpstreamError(f"backend response head is over {self.max_head} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.fail(_Lost(str(exc or "connection closed by backend")))
+        self._headers, self._body = [], []  # not kept until a GC cycle frees the parser
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            # A second response to one request: what it says cannot be trusted, nor what
+            # follows it on this connection.
+            self.keep_alive = False
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._head_size += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
-        self._status = self.parser.get_status_code()
+        self.head_bytes = 0
+        if self._head_size > self.max_head:
+            self.fail(UpstreamError(f"backend response head is over {self.max_head} bytes"))
+            return
+        self._head_size = 0
+        self._status = status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            if status == 101:  # the router never asks to upgrade
+                self.fail(UpstreamError("backend switched protocols unasked (101)"))
+            else:  # interim (100 Continue, 103 Early Hints): the final response follows
+                self.interim = True
+            return
+        self.in_head = False
         self.keep_alive = self.parser.should_keep_alive()
         if self.head:
             # A response to HEAD has no body whatever its content-length says, and the
@@ -118,6 +166,8 @@ class _Connection(asyncio.Protocol):
             self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
+        if self.closed:
+            return
         self._size += len(body)
         if self._size > self.max_body:
             self.fail(UpstreamError(f"backend response is over {self.max_body} bytes"))
@@ -125,6 +175,10 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            self._headers = []
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(UpstreamResponse(self._status, self._headers, b"".join(self._body)))
@@ -137,6 +191,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._body = []
         if self.transport is not None:
             self.transport.close()
 
@@ -144,7 +199,9 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._waiter = self.loop.create_future()
         self._status, self._headers, self._body, self._size = 0, [], [], 0
-        self.received = False
+        self.received = self.interim = False
+        self.in_head = True
+        self.head_bytes = self._head_size = 0
         self.head = head
         self.transport.write(request)
         try:
@@ -164,8 +221,10 @@ class UpstreamPool:
         max_idle: int = 256,
         connect_timeout: float = 2.0,
         max_body: int = 64 << 20,
+        max_head: int = 64 << 10,
     ) -> None:
         self.host, self.port = host, port
+        self.max_head = max_head
         self.authority = f"{host}:{port}".encode()
         self.max_idle = max_idle
         self.connect_timeout = connect_timeout
@@ -180,7 +239,7 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 transport, conn = await loop.create_connection(
-                    lambda: _Connection(self.max_body), self.host, self.port
+                    lambda: _Connection(self.max_body, self.max_head), self.host, self.port
                 )
         except TimeoutError:
             raise UpstreamUnavailable(
@@ -251,7 +310,12 @@ class UpstreamPool:
                 ) from None
             finally:
                 self._busy.discard(conn)
-            if conn.keep_alive and not self._closed and len(self._idle) < self.max_idle:
+            if (
+                conn.keep_alive
+                and not conn.closed
+                and not self._closed
+                and len(self._idle) < self.max_idle
+            ):
                 self._idle.append(conn)
             else:
                 conn.close()
