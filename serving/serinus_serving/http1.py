@@ -127,6 +127,9 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[tuple[Request | Response, int]] = deque()
         self.queued_bytes = 0
+        #: Request bytes this connection holds (heads arriving, bodies arriving, queued or
+        #: being answered); their sum over connections is ``HttpServer.buffered``.
+        self.held = 0
         self.task: asyncio.Task[None] | None = None  # answering the queue
         self.partial = False  # a request has begun arriving
         self.in_head = True  # between requests, or reading a request's head
@@ -161,6 +164,14 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True
+        self._settle()
+        # The parser and this connection reference each other, so they are freed by the
+        # garbage collector's next full pass, not now: release what they buffer now (a
+        # client that sent most of a large body and hung up must not hold it that long).
+        self._reset()
+        self.queue.clear()
+        self.queued_bytes = 0
+        self._hold(-self.held)
         self.server.connections.discard(self)
         if self.linger is not None:
             self.linger.cancel()
@@ -177,6 +188,9 @@ class _Connection(asyncio.Protocol):
             # Bytes read while a head is incomplete: bounds one that never completes (the
             # parser buffers a header until its end); complete heads are measured exactly.
             self.head_bytes += len(data)
+            self._hold(len(data))
+            if self.server.buffered > self.server.max_buffered and self.server.shed(self):
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -193,7 +207,7 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
-        self.partial = False  # an incomplete request will never complete
+        self._settle()  # an incomplete request will never complete
         # Answer what is queued (a rejection included), then close.
         return self.task is not None
 
@@ -208,8 +222,17 @@ class _Connection(asyncio.Protocol):
         self._update_reading()
 
     # ------------------------------------------------------------------ parser callbacks
-    def on_url(self, url: bytes) -> None:
+    def on_message_begin(self) -> None:
         self.partial = True
+        self.server.arriving += 1
+
+    def _settle(self) -> None:
+        """The request that began arriving is whole, refused or abandoned."""
+        if self.partial:
+            self.partial = False
+            self.server.arriving -= 1
+
+    def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
 
@@ -228,6 +251,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self._hold(-self.head_bytes)
         self.head_bytes = 0
         server = self.server
         if self._head_size > server.max_head:
@@ -253,6 +277,9 @@ class _Connection(asyncio.Protocol):
             self._reject(413, f"request body is over {self.server.max_body} bytes")
             raise _Stop
         self._body.append(body)
+        self._hold(len(body))
+        if self.server.buffered > self.server.max_buffered and self.server.shed(self):
+            raise _Stop
 
     def on_message_complete(self) -> None:
         parser = self.parser
@@ -274,7 +301,7 @@ class _Connection(asyncio.Protocol):
             mode = _CLOSE
         elif parser.get_http_version() == "1.0":
             mode = _KEEP_ALIVE_10
-        self.partial = False
+        self._settle()
         self.in_head = True
         self._reset()
         self._enqueue(request, mode)
@@ -306,6 +333,8 @@ class _Connection(asyncio.Protocol):
                 except Exception:
                     log.exception("handler failed on %s %r", item.method, item.target)
                     response = error_response(500, "internal error in the server")
+                if not self.dead:  # else connection_lost let go of everything
+                    self._hold(-len(item.body))
                 self._send(response, mode, head=item.method == b"HEAD")
                 if self.write_paused and not self.dead:
                     self.drained = self.server.loop.create_future()
@@ -323,7 +352,9 @@ class _Connection(asyncio.Protocol):
         self.last_active = self.server.now
         status = response.status
         if not mode & _CLOSE and (
-            (self.server.closing or self.eof) and not self.queue and not self.partial
+            (self.server.closing or self.server.draining or self.eof)
+            and not self.queue
+            and not self.partial
         ):
             mode |= _CLOSE
         parts = [_STATUS_LINES.get(status) or _status_line(status)]
@@ -369,12 +400,24 @@ class _Connection(asyncio.Protocol):
             else:
                 self.transport.pause_reading()
 
+    def _hold(self, n: int) -> None:
+        self.held += n
+        self.server.buffered += n
+
+    def arriving_bytes(self) -> int:
+        """What the request still arriving holds (what refusing it frees)."""
+        return self.head_bytes + self._size if self.partial and not self.stopped else 0
+
     def _reject(self, status: int, message: str) -> None:
         """Answer a client mistake in order after what is queued, then close."""
         if self.stopped:
             return
         self.stopped = True
-        self.partial = False
+        # What the refused request sent so far is let go now, not when the connection ends.
+        self._hold(-(self.head_bytes + self._size))
+        self.head_bytes = self._size = 0
+        self._body = []
+        self._settle()
         self._enqueue(error_response(status, message), _CLOSE | _LINGER)
         self._update_reading()  # keep reading: the rest is dropped
 
@@ -433,6 +476,7 @@ class HttpServer:
         max_body: int = 32 << 20,
         max_head: int = 64 << 10,
         max_pipeline: int = 16,
+        max_buffered: int = 96 << 20,
         keep_alive_timeout: float = 75.0,
         read_timeout: float = 60.0,
         linger_seconds: float = 2.0,
@@ -441,10 +485,16 @@ class HttpServer:
         self.max_body = max_body
         self.max_head = max_head
         self.max_pipeline = max_pipeline
+        self.max_buffered = max(max_buffered, max_body + max_head)  # one whole request fits
+        #: Request bytes held across connections (see ``_Connection.held``).
+        self.buffered = 0
         self.keep_alive_timeout = keep_alive_timeout
         self.read_timeout = read_timeout
         self.linger_seconds = linger_seconds
         self.connections: set[_Connection] = set()
+        #: Requests that have begun arriving and are not yet whole: a batcher may wait for them.
+        self.arriving = 0
+        self.draining = False  # every response closes its connection: clients move on
         self.closing = False
         self.now = time.monotonic()  # refreshed by the once-a-second tick
         self.all_closed = asyncio.Event()
@@ -466,6 +516,23 @@ class HttpServer:
         for conn in list(self.connections):
             conn.check(self.now)
         self._tick_handle = self.loop.call_later(1.0, self._tick)
+
+    def shed(self, current: _Connection) -> bool:
+        """Over ``max_buffered``: refuse (503) the request holding most of what is still
+        arriving, so one process's request memory stays bounded whatever its clients send.
+        True when that was ``current``'s own request (its caller stops parsing)."""
+        victim = max(self.connections, key=_Connection.arriving_bytes, default=current)
+        if victim.arriving_bytes() == 0:
+            victim = current
+        log.warning("request bytes held over %d: refusing a request of %d bytes",
+                    self.max_buffered, victim.arriving_bytes())  # fmt: skip
+        victim._reject(503, "the server holds too many request bytes at once; retry")
+        return victim is current
+
+    def drain(self) -> None:
+        """Keep serving, but end each connection after its current response (with
+        ``connection: close``), so keep-alive clients reconnect elsewhere before we stop."""
+        self.draining = True
 
     async def shutdown(self, *, within: float) -> None:
         """Stop accepting; close idle connections now and the others once their last

@@ -8,8 +8,8 @@ import asyncio
 import orjson
 import pytest
 
-from serinus_serving.router.app import RouterApp
 from serinus_serving.http1 import Request, Response, split_target
+from serinus_serving.router.app import RouterApp
 from serinus_serving.router.table import parse_table
 
 pytestmark = pytest.mark.unit
