@@ -1,10 +1,11 @@
-"""The model server's ASGI application: endpoints that are shells over the DataPlane.
+"""The model server's request handler: endpoints that are shells over the DataPlane.
 
-Inference (``/v2/models/{m}[/versions/{v}]/infer`` and ``/v1/models/{m}:predict``) runs on a
-raw ASGI fast path: FastAPI's routing and response machinery cost more than a small model's
-inference. Everything else (health, metadata, metrics, feedback, OpenAPI docs) is a FastAPI
-app (routes.py). Either reads and decodes the request, calls the DataPlane (dataplane.py),
-which owns the model, and encodes its answer.
+The server (``http1``, shared with the router) hands over whole requests. Inference
+(``/v2/models/{m}[/versions/{v}]/infer``, ``/v1/models/{m}:predict``), liveness, readiness
+and ``/metrics`` are answered here directly: FastAPI's routing and response machinery cost
+more than a small model's inference. Everything else (metadata, feedback, the OpenAPI
+document) goes to a FastAPI app (routes.py), which also documents the direct endpoints.
+Either way the work is the DataPlane's (dataplane.py), which owns the model.
 """
 
 from __future__ import annotations
@@ -16,25 +17,15 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serinus_serving.asgi import (
-    ALLOW_POST,
-    HEADER_LENGTH_KEY,
-    JSON_HEADERS,
-    Receive,
-    Scope,
-    Send,
-    error_body,
-    header_length_value,
-    match_infer,
-    read_body,
-    send_response,
-)
-from serinus_serving.codec import InferRequest, parse_v2, render_v2
+from serinus_serving.asgi import Receive, Scope, Send, asgi_entry, call_asgi, error_body
+from serinus_serving.codec import HEADER_LENGTH, InferRequest, parse_v2, render_v2
 from serinus_serving.codec_v1 import parse_v1, render_v1
 from serinus_serving.dataplane import DataPlane
 from serinus_serving.errors import InferenceError
-from serinus_serving.routes import build_fastapi
+from serinus_serving.http1 import Request, Response, http_date
+from serinus_serving.routes import build_fastapi, readiness
 from serinus_serving.runtime.base import ModelRuntime
 from serinus_serving.settings import ServeSettings
 
@@ -42,9 +33,42 @@ __all__ = ["ServingApp", "create_app", "match_infer"]
 
 log = logging.getLogger(__name__)
 
+_JSON = (b"content-type", b"application/json")
+_BINARY = (b"content-type", b"application/octet-stream")
+_HEADER_LENGTH = HEADER_LENGTH.lower().encode()
+_METRICS_TYPE = (b"content-type", CONTENT_TYPE_LATEST.encode())
+_GET = frozenset({b"GET", b"HEAD"})
+
+
+def match_infer(path: str) -> tuple[str, str, str | None] | None:
+    """``(protocol, model, version)`` for an inference path, else None."""
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        parts = path[11:-6].split("/")
+        if len(parts) == 1 and parts[0]:
+            return "v2", parts[0], None
+        if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+            return "v2", parts[0], parts[2]
+        return None
+    if path.startswith("/v1/models/") and path.endswith(":predict"):
+        model = path[11:-8]
+        if model and "/" not in model:
+            return "v1", model, None
+    return None
+
+
+def _header_length(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise InferenceError("Inference-Header-Content-Length must be a non-negative integer")
+    return int(raw)
+
 
 class ServingApp:
-    """One model behind the Open Inference Protocol v2 and KServe v1: the ASGI entry point."""
+    """One model behind the Open Inference Protocol v2 and KServe v1.
+
+    ``handle`` serves a whole request (what ``http1.HttpServer`` calls); the instance is
+    also an ASGI app over the same ``handle`` (what in-process tests call)."""
 
     def __init__(self, settings: ServeSettings, runtime: ModelRuntime) -> None:
         self.dataplane = DataPlane(settings, runtime)
@@ -53,6 +77,10 @@ class ServingApp:
         self.metrics = self.dataplane.metrics
         self._load_task: asyncio.Task[None] | None = None
         self.fastapi = build_fastapi(self.dataplane, self.lifespan)
+        self._asgi = asgi_entry(
+            self.handle, max_body=settings.max_body_bytes, lifespan=self.fastapi
+        )
+        self._access = logging.getLogger("serinus.access")
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -66,81 +94,97 @@ class ServingApp:
     async def load(self) -> None:
         await self.dataplane.load()
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+    async def startup(self) -> None:
+        """Begin loading the model in the background: the server answers (unready) meanwhile."""
         self._load_task = asyncio.create_task(self.dataplane.load())
-        try:
-            yield
-        finally:
+
+    async def shutdown(self) -> None:
+        if self._load_task is not None:
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._load_task
-            await self.dataplane.close()
+        await self.dataplane.close()
 
-    # ----------------------------------------------------------------- ASGI
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    # ----------------------------------------------------------------- requests
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            route = match_infer(scope["path"])
-            if route is not None:
-                if scope["method"] == "POST":
-                    await self._serve_infer(route, scope, receive, send)
-                else:
-                    await send_response(
-                        send, 405, error_body("Method Not Allowed: use POST"), ALLOW_POST
-                    )
-                return
-        await self.fastapi(scope, receive, send)
+        await self._asgi(scope, receive, send)
 
-    async def _serve_infer(
-        self, route: tuple[str, str, str | None], scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def handle(self, request: Request) -> Response:
+        path = request.path
+        route = match_infer(path)
+        if route is not None:
+            if request.method == b"POST":
+                return await self._serve_infer(route, request)
+            body = error_body("Method Not Allowed: use POST")
+            return Response(405, [_JSON, (b"allow", b"POST"), (b"date", http_date())], body)
+        if request.method in _GET:
+            if path == "/v2/health/ready":
+                status, body = readiness(self.dataplane)
+                return Response(status, [_JSON, (b"date", http_date())] if body else [], body)
+            if path == "/v2/health/live":
+                return Response(200, [(b"date", http_date())])
+            if path == "/metrics":
+                body = generate_latest(self.metrics.registry)
+                return Response(200, [_METRICS_TYPE, (b"date", http_date())], body)
+        return await call_asgi(self.fastapi, request)
+
+    async def _serve_infer(self, route: tuple[str, str, str | None], request: Request) -> Response:
         started = time.perf_counter()
         protocol, model, version = route
         metrics = self.metrics
         metrics.inflight += 1
-        headers = JSON_HEADERS
+        headers = [_JSON, (b"date", http_date())]
         try:
-            body, extra = await self._infer(protocol, model, version, scope, receive)
+            body, extra = await self._infer(protocol, model, version, request)
             status = 200
             if extra is not None:
-                headers = [
-                    (b"content-type", b"application/octet-stream"),
-                    (HEADER_LENGTH_KEY, str(extra).encode()),
-                ]
+                headers = [_BINARY, (_HEADER_LENGTH, b"%d" % extra), (b"date", http_date())]
         except InferenceError as exc:
             status, body = exc.status, error_body(exc.message)
         except Exception:
-            log.exception("inference failed on %s", scope["path"])
+            log.exception("inference failed on %s", request.path)
             status, body = 500, error_body("internal error while running the model; see logs")
         finally:
             metrics.inflight -= 1
-        await send_response(send, status, body, headers)
-        metrics.observe_request(protocol, status, time.perf_counter() - started)
+
+        def after() -> None:
+            seconds = time.perf_counter() - started
+            metrics.observe_request(protocol, status, seconds)
+            if self.settings.access_log:
+                self._access.info("%s %s %d %.1fms", request.method.decode(),
+                                  request.path, status, seconds * 1000)  # fmt: skip
+
+        return Response(status, headers, body, after)
 
     async def _infer(
-        self, protocol: str, model: str, version: str | None, scope: Scope, receive: Receive
+        self, protocol: str, model: str, version: str | None, request: Request
     ) -> tuple[bytes, int | None]:
-        """Check the target, read and decode the body, infer, encode the response."""
+        """Check the target, decode the body, infer, encode the response."""
         plane = self.dataplane
         plane.check_target(model, version)
-        content_length = header_length = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                content_length = value
-            elif key == HEADER_LENGTH_KEY:
+        header_length = None
+        for key, value in request.headers:
+            if key == _HEADER_LENGTH:
                 header_length = value
         with plane.receiving():
-            body = await read_body(receive, self.settings.max_body_bytes, content_length)
-            request = self._decode(protocol, body, header_length)
-        outputs = await plane.infer(request)
+            decoded = self._decode(protocol, request.body, header_length)
+        outputs = await plane.infer(decoded)
         if protocol == "v1":
             return render_v1(outputs), None
         return render_v2(
             outputs,
             model_name=self.settings.name,
             model_version=self.settings.version,
-            request_id=request.id,
-            binary_outputs=request.binary_outputs,
+            request_id=decoded.id,
+            binary_outputs=decoded.binary_outputs,
         )
 
     def _decode(self, protocol: str, body: bytes, header_length: bytes | None) -> InferRequest:
@@ -153,7 +197,7 @@ class ServingApp:
             specs,
             self.runtime.outputs,
             max_rows=limit,
-            header_length=header_length_value(header_length),
+            header_length=_header_length(header_length),
         )
 
 

@@ -1,4 +1,11 @@
-"""Raw ASGI pieces of the inference fast path: route matching, body reading, responses."""
+"""Between the model server's whole-request handler and ASGI, in both directions.
+
+``serinus serve`` runs on the HTTP/1.1 layer of ``http1``, which hands over whole requests.
+The documented API surface that is not on the hot path (metadata, feedback, the OpenAPI
+document) is a FastAPI app, called through :func:`call_asgi`. The other way round,
+:func:`asgi_entry` makes the whole handler an ASGI app again, so in-process tests (and any
+ASGI server) reach exactly the code a real server runs.
+"""
 
 from __future__ import annotations
 
@@ -7,50 +14,21 @@ from typing import Any
 
 import orjson
 
-from serinus_serving.codec import HEADER_LENGTH
 from serinus_serving.errors import InferenceError, PayloadTooLarge
+from serinus_serving.http1 import Handler, Request, Response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
-ALLOW_POST = [*JSON_HEADERS, (b"allow", b"POST")]
-HEADER_LENGTH_KEY = HEADER_LENGTH.encode()
+#: What the HTTP layer writes itself; an ASGI app's own values are dropped.
+_SERVER_HEADERS = frozenset({b"content-length", b"connection", b"transfer-encoding"})
 
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
-
-
-async def send_response(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def match_infer(path: str) -> tuple[str, str, str | None] | None:
-    """``(protocol, model, version)`` for an inference path, else None."""
-    if path.startswith("/v2/models/") and path.endswith("/infer"):
-        parts = path[11:-6].split("/")
-        if len(parts) == 1 and parts[0]:
-            return "v2", parts[0], None
-        if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-            return "v2", parts[0], parts[2]
-        return None
-    if path.startswith("/v1/models/") and path.endswith(":predict"):
-        model = path[11:-8]
-        if model and "/" not in model:
-            return "v1", model, None
-    return None
 
 
 async def read_body(receive: Receive, limit: int, content_length: bytes | None = None) -> bytes:
@@ -73,9 +51,85 @@ async def read_body(receive: Receive, limit: int, content_length: bytes | None =
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def header_length_value(raw: bytes | None) -> int | None:
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise InferenceError("Inference-Header-Content-Length must be a non-negative integer")
-    return int(raw)
+async def call_asgi(app: ASGIApp, request: Request) -> Response:
+    """Run ``app`` on a whole request and collect its whole response."""
+    path, _, query = request.target.partition(b"?")
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": request.method.decode("latin-1"),
+        "scheme": "http",
+        "path": request.path,
+        "raw_path": path,
+        "query_string": query,
+        "root_path": "",
+        "headers": request.headers,
+        "client": None,
+        "server": None,
+    }
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": request.body, "more_body": False}
+
+    status = 500
+    headers: list[tuple[bytes, bytes]] = []
+    body: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            head = request.method == b"HEAD"
+            headers = [
+                (n.lower(), v)
+                for n, v in message.get("headers", [])
+                if n.lower() not in _SERVER_HEADERS or (head and n.lower() == b"content-length")
+            ]
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return Response(status, headers, b"".join(body))
+
+
+def asgi_entry(handler: Handler, *, max_body: int, lifespan: ASGIApp) -> ASGIApp:
+    """An ASGI app that buffers each request (up to ``max_body``) and answers it with
+    ``handler``; lifespan events go to ``lifespan``."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await lifespan(scope, receive, send)
+            return
+        length = next((v for n, v in scope["headers"] if n == b"content-length"), None)
+        try:
+            body = await read_body(receive, max_body, length)
+        except InferenceError as exc:
+            response = Response(exc.status, [(b"content-type", b"application/json")])
+            response.body = error_body(exc.message)
+        else:
+            target = scope.get("raw_path") or scope["path"].encode()
+            if scope.get("query_string"):
+                target += b"?" + scope["query_string"]
+            request = Request(
+                scope["method"].encode(), target, scope["path"], list(scope["headers"]), body
+            )
+            response = await handler(request)
+        await _send_whole(send, response, head=scope["method"] == "HEAD")
+
+    return app
+
+
+async def _send_whole(send: Send, response: Response, *, head: bool) -> None:
+    headers = list(response.headers)
+    if not head or not any(n == b"content-length" for n, _ in headers):
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
+    if response.after is not None:
+        response.after()

@@ -51,6 +51,7 @@ class AdaptiveBatcher:
         max_latency: float,
         inline: bool,
         observe: Callable[[int, float], None] | None = None,
+        arriving: Callable[[], int] = lambda: 0,
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
@@ -62,8 +63,10 @@ class AdaptiveBatcher:
         self._busy = False  # a batch is running in a worker thread
         self._deadline = 0.0
         self._threads: set[asyncio.Task[None]] = set()
-        #: Requests on their way (body being read and decoded); the caller keeps it current.
+        #: Requests on their way (being decoded); the caller keeps it current.
         self.arriving = 0
+        #: Requests the HTTP server is still receiving.
+        self._arriving_at_server = arriving
 
     async def submit(self, inputs: dict[str, Array], rows: int) -> dict[str, Array]:
         loop = asyncio.get_running_loop()
@@ -112,7 +115,7 @@ class AdaptiveBatcher:
             return
         loop = asyncio.get_running_loop()
         if (
-            self.arriving
+            (self.arriving or self._arriving_at_server())
             and sum(p.rows for p in self._queue) < self.max_batch_size
             and time.monotonic() < self._deadline
         ):

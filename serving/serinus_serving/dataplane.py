@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from serinus_serving import __version__
@@ -70,6 +71,9 @@ class DataPlane:
         #: Inputs by name, for decoding requests; filled once the model is loaded.
         self.input_specs: dict[str, TensorSpec] = {}
         self._batches_recorded = False
+        #: Requests the server has begun receiving (``http1.HttpServer.arriving``): company
+        #: a batch may wait for.
+        self.arriving_elsewhere: Callable[[], int] = lambda: 0
 
     # ----------------------------------------------------------------- health
     @property
@@ -178,6 +182,7 @@ class DataPlane:
             max_latency=self.settings.max_batch_latency_ms / 1000,
             inline=self.inline,
             observe=self.metrics.observe_inference,
+            arriving=lambda: self.arriving_elsewhere(),
         )
 
     def _batch_runner(self) -> RunFn:

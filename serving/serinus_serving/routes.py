@@ -62,29 +62,41 @@ def json_response(content: object, status: int) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json")
 
 
-def _readiness(plane: DataPlane, model: str | None = None, version: str | None = None) -> Response:
+def readiness(
+    plane: DataPlane, model: str | None = None, version: str | None = None
+) -> tuple[int, bytes]:
+    """``(status, JSON body or b"")`` of a readiness probe: 200 when ready, 404 for another
+    model, else 400 with why (the Open Inference Protocol's codes)."""
     if model is not None:
         try:
             plane.check_target(model, version)
         except ModelNotFound as exc:
-            return json_response({"error": exc.message}, 404)
+            return 404, orjson.dumps({"error": exc.message})
         except ModelNotReady as exc:
-            return json_response({"error": exc.message}, 400)
+            return 400, orjson.dumps({"error": exc.message})
     reason = plane.unready_reason()
     if reason is None:
-        return Response(status_code=200)
-    return json_response({"error": f"not ready ({reason})"}, 400)
+        return 200, b""
+    return 400, orjson.dumps({"error": f"not ready ({reason})"})
+
+
+def _readiness(plane: DataPlane, model: str | None = None, version: str | None = None) -> Response:
+    status, body = readiness(plane, model, version)
+    if not body:
+        return Response(status_code=status)
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _add_health_routes(app: FastAPI, plane: DataPlane) -> None:
     @app.get("/v2/health/live", tags=["health"])
     async def live() -> Response:
-        """200 while the process serves HTTP."""
+        """200 while the process serves HTTP (answered by the server itself; documented here)."""
         return Response(status_code=200)
 
     @app.get("/v2/health/ready", tags=["health"])
     async def ready() -> Response:
-        """200 once the model is loaded and warmed up; 400 while loading, failed or draining."""
+        """200 once the model is loaded and warmed up; 400 while loading, failed or draining
+        (answered by the server itself; documented here)."""
         return _readiness(plane)
 
     @app.get("/v2/models/{model_name}/ready", tags=["health"])

@@ -1,50 +1,25 @@
-"""Run the model server under uvicorn, with a Kubernetes-friendly shutdown.
+"""Run the model server on the HTTP/1.1 layer it shares with the router.
 
-SIGTERM first turns readiness off and keeps serving for ``drain_seconds`` (endpoints and
-load balancers need a moment to stop sending), then stops accepting connections and lets
-in-flight requests finish within ``shutdown_timeout``. A second signal stops at once.
+The server answers (unready) at once while the model loads in the background. Shutdown is
+``graceful.serve_until_signalled``'s: readiness off and ``connection: close`` on SIGTERM,
+``drain_seconds`` more serving, then in-flight requests finish within
+``shutdown_timeout``; a second signal stops at once. The process exits 0 after a graceful
+stop.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import time
-from types import FrameType
 
-import uvicorn
+import uvloop
 
 from serinus_serving.app import ServingApp, create_app
+from serinus_serving.graceful import Shutdown, serve_until_signalled
+from serinus_serving.http1 import HttpServer
 from serinus_serving.runtime.onnx import OnnxRuntime
 from serinus_serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
-
-
-class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: ServingApp, drain_seconds: float) -> None:
-        super().__init__(config)
-        self.serving_app = app
-        self.drain_seconds = drain_seconds
-        self._drain_deadline: float | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig == signal.SIGTERM and self._drain_deadline is None and self.drain_seconds > 0:
-            self._drain_deadline = time.monotonic() + self.drain_seconds
-            self.serving_app.begin_drain()
-            return
-        super().handle_exit(sig, frame)
-
-    async def on_tick(self, counter: int) -> bool:
-        if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
-            self.should_exit = True
-        return await super().on_tick(counter)
-
-    async def shutdown(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
-        self.serving_app.begin_drain()
-        await super().shutdown(sockets)  # type: ignore[arg-type]
-        # We own the process: exit 0 after a graceful stop instead of re-raising the signal.
-        self._captured_signals.clear()
 
 
 def build_runtime(settings: ServeSettings) -> OnnxRuntime:
@@ -58,22 +33,45 @@ def build_runtime(settings: ServeSettings) -> OnnxRuntime:
     )
 
 
+def http_server(app: ServingApp) -> HttpServer:
+    """The server for ``app``, with the limits its settings give; the batcher learns from
+    it which requests are still arriving."""
+    settings = app.settings
+    server = HttpServer(
+        app.handle,
+        max_body=settings.max_body_bytes,
+        max_head=settings.max_header_bytes,
+        max_buffered=settings.max_buffered_bytes,
+        read_timeout=settings.read_timeout,
+        keep_alive_timeout=settings.keep_alive_timeout,
+    )
+    app.dataplane.arriving_elsewhere = lambda: server.arriving
+    return server
+
+
+async def serve(app: ServingApp) -> None:
+    settings = app.settings
+    server = http_server(app)
+    await app.startup()
+    try:
+        await serve_until_signalled(
+            server,
+            settings.host,
+            settings.port,
+            name="serinus serve",
+            shutdown=Shutdown(
+                drain_seconds=settings.drain_seconds, shutdown_timeout=settings.shutdown_timeout
+            ),
+            begin_drain=app.begin_drain,
+        )
+    finally:
+        await app.shutdown()
+    log.info("stopped")
+
+
 def run(settings: ServeSettings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    app = create_app(settings, build_runtime(settings))
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-        log_config=None,
-    )
-    DrainingServer(config, app, settings.drain_seconds).run()
+    uvloop.run(serve(create_app(settings, build_runtime(settings))))

@@ -96,6 +96,42 @@ class ServeSettings:
     max_body_bytes: Annotated[
         int, Opt("largest request body; larger ones get 413", minimum=0, shown_default="32 MiB")
     ] = 32 << 20
+    max_header_bytes: Annotated[
+        int,
+        Opt(
+            "largest request head (request line and headers); larger ones get 431",
+            minimum=1024,
+            shown_default="64 KiB",
+        ),
+    ] = 64 << 10
+    max_buffered_bytes: Annotated[
+        int,
+        Opt(
+            "request bytes the server holds at once, over all connections (arriving, queued "
+            "or being answered); past it, the request holding most of what is still arriving "
+            "gets 503. Raised to --max-body-bytes when below it",
+            minimum=0,
+            shown_default="256 MiB",
+        ),
+    ] = 256 << 20
+    read_timeout: Annotated[
+        float,
+        Opt(
+            "a request that has begun arriving and then sends nothing for this long gets 408 "
+            "and its connection is closed",
+            minimum=0.1,
+            metavar="S",
+        ),
+    ] = 30.0
+    keep_alive_timeout: Annotated[
+        float,
+        Opt(
+            "an idle keep-alive connection (or one that never sends a request) is closed "
+            "after this long",
+            minimum=0.1,
+            metavar="S",
+        ),
+    ] = 75.0
     model_dir: Annotated[
         Path | None,
         Opt(

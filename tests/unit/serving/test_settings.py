@@ -62,6 +62,11 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "--feedback-max-ids": 100_000,
     "--feedback-ttl-seconds": 3600.0,
     "--feedback-window": 1000,
+    # Added with the move from uvicorn to the shared HTTP/1.1 layer.
+    "--max-header-bytes": 64 << 10,
+    "--max-buffered-bytes": 256 << 20,
+    "--read-timeout": 30.0,
+    "--keep-alive-timeout": 75.0,
 }
 
 
