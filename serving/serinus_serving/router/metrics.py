@@ -16,7 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from serinus_serving.metrics import LATENCY_BUCKETS, FastHistogram
-from serinus_serving.router.shadow_protocol import ShadowTotals
+from serinus_serving.router.shadow_protocol import STALL_SECONDS, ShadowTotals
 
 
 class RouterMetrics(Collector):
@@ -31,7 +31,8 @@ class RouterMetrics(Collector):
         self.shadow: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         #: What the shadow worker reports: its results, differences and copies in flight.
         self.shadow_worker: Callable[[], ShadowTotals] = ShadowTotals
-        #: Whether the worker is ready now, and how often it has been started again.
+        #: Whether the worker takes copies now (ready and making progress), and how often
+        #: it has been started again.
         self.shadow_worker_state: Callable[[], tuple[bool, int]] = lambda: (False, 0)
         self.reloads: defaultdict[str, int] = defaultdict(int)
         self.weights: Callable[[], dict[str, int]] = dict
@@ -114,7 +115,8 @@ class RouterMetrics(Collector):
         ready, restarts = self.shadow_worker_state()
         up = GaugeMetricFamily(
             "serinus_shadow_worker_up",
-            "1 while the shadow worker takes copies; 0 while it starts or after it died.",
+            "1 while the shadow worker takes copies; 0 while it starts, after it died, or "
+            f"while it makes no progress (silent for {STALL_SECONDS:g}s: stopped or stuck).",
             labels=["model"],
         )
         up.add_metric([model], 1 if ready else 0)

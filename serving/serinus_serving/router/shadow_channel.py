@@ -5,6 +5,11 @@ totals it reports and restarts it, with back-off, if it dies. A copy is refused 
 router counts it as dropped) while no worker is ready, or when the copies waiting in the
 router (those the socket could not take: the worker is behind) exceed ``max_pending_bytes``:
 memory stays bounded and the primary never waits for the shadow.
+
+A worker is ready when it makes progress, not merely while its process exists: it sends
+something at least every ``HEARTBEAT_SECONDS``; a watchdog (one timer per worker, nothing
+per copy) takes one that has sent nothing for ``STALL_SECONDS`` (stopped with SIGSTOP,
+wedged, starved of CPU) out of service, and puts it back the moment it speaks again.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from serinus_serving.router.shadow_protocol import (
     KEPT_TARGETS,
     QUIT,
     SNAPSHOT,
+    STALL_SECONDS,
     FrameError,
     FrameReader,
     ShadowTotals,
@@ -39,6 +45,8 @@ READY_TIMEOUT = 15.0
 #: How long the router's startup waits for its first worker; copies are dropped (and
 #: counted) until it is ready, but primary traffic does not wait for it.
 FIRST_WAIT = 3.0
+#: How often the watchdog looks whether the worker has said anything since it last looked.
+WATCH_SECONDS = 0.25
 
 
 class _Link(asyncio.Protocol):
@@ -53,11 +61,14 @@ class _Link(asyncio.Protocol):
         self.offered: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.hello = asyncio.get_running_loop().create_future()
         self.closed = asyncio.get_running_loop().create_future()
+        #: Whether the worker sent anything since the watchdog last looked.
+        self.heard = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         try:
             for kind, payload in self.reader.feed(data):
                 if kind == SNAPSHOT:
@@ -82,7 +93,10 @@ class ShadowChannel:
         self.max_pending_bytes = max_pending_bytes
         self.log_level = log_level
         self.link: _Link | None = None
+        #: Whether copies go to the worker: it said hello and has not gone silent since.
         self.ready = False
+        #: The worker is connected but has sent nothing for ``STALL_SECONDS``.
+        self.stalled = False
         self.stopping = False
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
@@ -173,20 +187,46 @@ class ShadowChannel:
             log.error("shadow worker failed to start: %s", exc)
         else:
             self._sent.clear()
-            self.ready = True
+            self.ready, self.stalled = True, False
             ready_at = time.monotonic()
             self._first_ready.set()
             log.info("shadow worker %d ready", self.process.pid)
+            await self._watch(link, self.process.pid)
         await link.closed
         await self._reap()
         return 0.0 if ready_at is None else time.monotonic() - ready_at
+
+    async def _watch(self, link: _Link, pid: int) -> None:
+        """Until the worker's socket closes, count it down while it is silent and up
+        again when it speaks. Silence is counted in the watchdog's own ticks, so a router
+        that was itself held up (its timer late) does not blame the worker for it."""
+        silent, limit = 0, max(1, round(STALL_SECONDS / WATCH_SECONDS))
+        while not link.closed.done():
+            await asyncio.wait([link.closed], timeout=WATCH_SECONDS)
+            if link.closed.done() or link is not self.link:
+                return
+            if link.heard:
+                link.heard, silent = False, 0
+                if self.stalled:
+                    self.ready, self.stalled = True, False
+                    log.info("shadow worker %d is making progress again; copies resume", pid)
+                continue
+            silent += 1
+            if silent >= limit and not self.stalled:
+                self.ready, self.stalled = False, True
+                log.warning(
+                    "shadow worker %d sent nothing for %gs (stopped or stuck); copies are "
+                    "dropped until it does",
+                    pid,
+                    STALL_SECONDS,
+                )
 
     def lost(self, link: _Link) -> None:
         """A worker's socket closed: fold in its last totals, counting the copies it took
         but never reported as dropped, so every copy is counted once; the supervisor
         restarts it."""
         if link is self.link:
-            self.ready = False
+            self.ready = self.stalled = False
             for key, offered in link.offered.items():
                 reported = sum(v for k, v in link.totals.counts.items() if k[:2] == key)
                 if offered > reported:  # in flight or unreported when it died

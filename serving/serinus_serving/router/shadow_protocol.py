@@ -7,7 +7,12 @@ A frame is a 4-byte big-endian length, one kind byte and a payload:
   revision, the request as the shadow backend is to get it, the primary's response body),
   ``Q`` finish what is in flight within the given seconds and exit;
 - worker → router: ``H`` ready, ``S`` its running totals (JSON, cumulative, so a lost or
-  late snapshot loses nothing).
+  late snapshot loses nothing), ``A`` alive: sent when it has sent nothing else for
+  ``HEARTBEAT_SECONDS``.
+
+A worker is judged by what it sends, not by its process being there: one that sends
+nothing for ``STALL_SECONDS`` (stopped, wedged, or starved of CPU) is not making progress,
+and the router takes it out of service until it speaks again.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from serinus_serving.router.table import Comparison
 _LENGTH = struct.Struct(">I")
 _COPY = struct.Struct(">IHI")  # generation, primary revision length, request length
 
-TARGET, COPY, QUIT, HELLO, SNAPSHOT = b"T", b"C", b"Q", b"H", b"S"
+TARGET, COPY, QUIT, HELLO, SNAPSHOT, ALIVE = b"T", b"C", b"Q", b"H", b"S", b"A"
+#: The worker sends something (a snapshot, else ``ALIVE``) at least this often...
+HEARTBEAT_SECONDS = 0.5
+#: ...and the router counts it down after this long without a word from it.
+STALL_SECONDS = 2.0
 
 #: Largest absolute difference between a shadow's and the primary's float outputs.
 DIFFERENCE_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)

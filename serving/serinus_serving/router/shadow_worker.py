@@ -11,7 +11,8 @@ CPU back the moment a primary request arrives.
 Bounded: at most a target's ``maxConcurrency`` copies are in flight; up to ``BACKLOG`` more
 wait here, after which the worker stops reading and copies wait in the socket and in the
 router's bounded buffer, past which the router drops and counts them. Totals go back to
-the router as snapshots (``shadow_protocol``).
+the router as snapshots (``shadow_protocol``); when there is nothing new, a heartbeat
+every ``HEARTBEAT_SECONDS`` tells the router that this process is still running.
 When the router goes away (its end of the socket closes) the worker exits at once.
 
 Run by the router as ``python -m serinus_serving.router.shadow_worker --fd N``.
@@ -32,7 +33,9 @@ import uvloop
 
 from serinus_serving.router.compare import Incomparable, compare
 from serinus_serving.router.shadow_protocol import (
+    ALIVE,
     COPY,
+    HEARTBEAT_SECONDS,
     HELLO,
     KEPT_TARGETS,
     QUIT,
@@ -84,6 +87,8 @@ class ShadowWorker(asyncio.Protocol):
         self.quitting = False
         self.finished = False
         self._ticker: asyncio.TimerHandle | None = None
+        #: When something was last sent to the router (the heartbeat's clock).
+        self._sent_at = self.loop.time()
 
     # ------------------------------------------------------------------ the channel
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -116,12 +121,18 @@ class ShadowWorker(asyncio.Protocol):
     def _tick(self) -> None:
         if self.changed:
             self.send_totals()
+        elif self.loop.time() - self._sent_at >= HEARTBEAT_SECONDS:
+            self._send(frame(ALIVE))
         self._ticker = self.loop.call_later(SNAPSHOT_SECONDS, self._tick)
 
     def send_totals(self) -> None:
         self.changed = False
+        self._send(self.totals.encode())
+
+    def _send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(self.totals.encode())
+            self.transport.write(data)
+            self._sent_at = self.loop.time()
 
     # ------------------------------------------------------------------ copies
     def remember(self, target: Target) -> None:

@@ -1,5 +1,12 @@
 """Where the routing table comes from. A file is polled (a change applies within
-``interval``); an invalid table is logged, counted and ignored, keeping the last good one."""
+``interval``); a table that cannot be read or is invalid is logged, counted and ignored,
+keeping the last good one.
+
+Failures are reported when they change, not on every poll: a file that goes missing (or
+becomes unreadable, or holds an invalid table) is logged and counted as a rejected table
+once, however long it stays so, and its return is logged once. As the ConfigMap source
+does, what was last offered is remembered, so only a new state is reported.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,13 @@ from pathlib import Path
 from serinus_serving.router.table import RoutingTable, TableError, parse_table
 
 log = logging.getLogger(__name__)
+
+
+def read_problem(path: Path, exc: OSError) -> str:
+    """Why ``path`` cannot be read, in words that stay the same while the cause does."""
+    if isinstance(exc, FileNotFoundError):
+        return f"routing table {path} does not exist"
+    return f"cannot read routing table {path}: {exc.strerror or exc}"
 
 
 class FileSource:
@@ -27,23 +41,27 @@ class FileSource:
         self.apply = apply
         self.rejected = rejected
         self.interval = interval
-        self._seen: tuple[float, int, bytes] | None = None
+        #: The content last read (not its mtime: rewriting the same table changes nothing),
+        #: None after the file could not be read: what it holds when it is back is applied
+        #: or rejected afresh.
+        self._seen: bytes | None = None
+        #: Why the file could not be read at the last poll (None: it could).
+        self._problem: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     def load(self) -> bool:
         """Apply the file if it changed; True when a table was applied."""
         try:
-            stat = self.path.stat()
             raw = self.path.read_bytes()
         except OSError as exc:
-            if self._seen is not None or not hasattr(self, "_missing_logged"):
-                log.error("cannot read routing table %s: %s", self.path, exc)
-                self._missing_logged = True
+            self._unreadable(read_problem(self.path, exc))
             return False
-        fingerprint = (stat.st_mtime, stat.st_size, raw)
-        if fingerprint == self._seen:
+        if self._problem is not None:
+            log.info("routing table %s is readable again", self.path)
+            self._problem = None
+        if raw == self._seen:
             return False
-        self._seen = fingerprint
+        self._seen = raw
         try:
             table = parse_table(raw)
         except TableError as exc:
@@ -52,6 +70,15 @@ class FileSource:
             return False
         self.apply(table)
         return True
+
+    def _unreadable(self, problem: str) -> None:
+        """Report a read failure once, when it starts or its cause changes."""
+        self._seen = None
+        if problem == self._problem:
+            return
+        self._problem = problem
+        log.error("%s; keeping the last good one", problem)
+        self.rejected(problem)
 
     async def start(self) -> None:
         self.load()

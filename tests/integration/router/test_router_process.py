@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serinus_serving.router.shadow_protocol import STALL_SECONDS
 from support.serve import ServeProcess, free_port, router
 
 pytestmark = pytest.mark.integration
@@ -178,6 +179,48 @@ def test_invalid_table_is_rejected_and_the_last_good_one_kept(
         assert response.status_code == 200 and response.headers["x-serinus-revision"] == "old"
 
 
+def _source_lines(logs: str, path: Path, *levels: str) -> list[str]:
+    """The file source's log lines about ``path`` at ``levels``."""
+    return [
+        line
+        for line in logs.splitlines()
+        if str(path) in line
+        and any(f" {level} serinus_serving.router.sources " in line for level in levels)
+    ]
+
+
+def test_a_deleted_routes_file_is_reported_once_and_the_last_table_kept(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 100, "new": 0})
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        routes.unlink()
+        deadline = time.monotonic() + 5
+        while not _source_lines(r.logs(), routes, "WARNING", "ERROR"):
+            assert time.monotonic() < deadline, r.logs()
+            time.sleep(0.05)
+        # 2 s (10 polls) without a file: every request is served by the last good table
+        until = time.monotonic() + 2
+        while time.monotonic() < until:
+            response = client.post("/v2/models/m/infer", json=infer_body(0.3))
+            assert response.status_code == 200 and response.headers["x-serinus-revision"] == "old"
+        assert client.get("/-/ready").status_code == 200
+        write_table(routes, revisions, weights={"old": 0, "new": 100})
+        deadline = time.monotonic() + 5
+        while client.get("/-/routes").json()["weights"] != {"old": 0, "new": 100}:
+            assert time.monotonic() < deadline, r.logs()
+            time.sleep(0.05)
+        text = client.get("/metrics").text
+    logs = r.logs()
+    missing = _source_lines(logs, routes, "WARNING", "ERROR")
+    assert len(missing) == 1 and "does not exist" in missing[0], missing
+    back = _source_lines(logs, routes, "INFO")
+    assert len(back) == 1 and "readable again" in back[0], back
+    assert metric(text, "serinus_router_table_reloads_total", result="rejected") == 1
+    assert metric(text, "serinus_router_table_reloads_total", result="applied") == 2
+
+
 def test_shadow_disagreement_is_measured_at_its_true_fraction(
     revisions: dict[str, ServeProcess], tmp_path: Path
 ) -> None:
@@ -290,13 +333,17 @@ def test_dead_primary_is_a_503_with_a_json_error(tmp_path: Path) -> None:
 
 
 def _shadow_worker_of(router_pid: int, *, timeout: float = 15.0) -> int:
-    """The pid of the router's shadow worker, once one is running."""
+    """The pid of the router's shadow worker, once its exec has completed (only then is
+    its module among its arguments: before, they read empty or as the router's, which
+    name the test's directory and so "shadow_worker"). Not that it has run any code yet:
+    wait for :func:`wait_for_shadow_worker` for that."""
     deadline = time.monotonic() + timeout
     while True:
         for task in Path(f"/proc/{router_pid}/task").glob("*/children"):
             for pid in task.read_text().split():
                 with contextlib.suppress(OSError):
-                    if b"shadow_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    if b"serinus_serving.router.shadow_worker" in argv:
                         return int(pid)
         assert time.monotonic() < deadline, "the router has no shadow worker"
         time.sleep(0.05)
@@ -325,7 +372,10 @@ def test_the_shadow_worker_idles_and_never_outlives_the_router(
     router's CPU is otherwise idle; a router killed outright leaves no worker behind."""
     routes = tmp_path / "routes.json"
     write_table(routes, revisions, shadow={"revision": "new", "percent": 100})
-    with router(routes, log_dir=tmp_path) as r:
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        # The worker lowers its own priority before it says hello; a ready router has not
+        # necessarily heard it (it waits only a moment), nor does an exec'd worker mean it.
+        wait_for_shadow_worker(client)
         worker = _shadow_worker_of(r.process.pid)
         assert os.sched_getscheduler(worker) == os.SCHED_IDLE
         r.process.kill()
@@ -383,3 +433,54 @@ def test_a_killed_shadow_worker_costs_no_primary_and_every_copy_is_counted(
     assert sum(totals.values()) == sent  # each copy counted exactly once
     assert seen == sorted(seen)  # the counters never went back
     assert "shadow worker stopped" in r.logs()
+
+
+def test_a_stopped_shadow_worker_shows_down_and_recovers_when_continued(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    """A worker that is alive but makes no progress (SIGSTOP) is down within the bound:
+    copies are dropped and counted at once, the primary never waits; SIGCONT brings the
+    same worker back, not a new one."""
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, shadow={"revision": "new", "percent": 100})
+    # the bound, plus the watchdog's tick and a scrape, with room for a loaded machine
+    within = STALL_SECONDS + 3.0
+
+    def up(client: httpx.Client) -> float:
+        return metric(client.get("/metrics").text, "serinus_shadow_worker_up")
+
+    def send(client: httpx.Client, n: int) -> None:
+        for i in range(n):
+            response = client.post("/v2/models/m/infer", json=infer_body((i + 0.5) / n))
+            assert response.status_code == 200 and response.headers["x-serinus-revision"] == "old"
+
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        wait_for_shadow_worker(client)
+        worker = _shadow_worker_of(r.process.pid)
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            while up(client) != 0:
+                assert time.monotonic() - stopped < within, "a stopped worker still shows up"
+                time.sleep(0.05)
+            send(client, 20)  # while it is stopped: each copy dropped and counted at once
+            assert shadow_totals(client) == {"agree": 0, "disagree": 0, "error": 0,
+                                             "dropped": 20}  # fmt: skip
+            assert up(client) == 0
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        continued = time.monotonic()
+        while up(client) != 1:
+            assert time.monotonic() - continued < within, "a continued worker stays down"
+            time.sleep(0.05)
+        send(client, 10)
+        deadline = time.monotonic() + 10
+        while sum((totals := shadow_totals(client)).values()) < 30:
+            assert time.monotonic() < deadline, totals
+            time.sleep(0.05)
+        assert totals["agree"] + totals["disagree"] == 10 and totals["dropped"] == 20
+        assert _shadow_worker_of(r.process.pid) == worker
+        assert metric(client.get("/metrics").text, "serinus_shadow_worker_restarts_total") == 0
+    logs = r.logs()
+    assert logs.count(f"shadow worker {worker} sent nothing") == 1, logs
+    assert logs.count(f"shadow worker {worker} is making progress again") == 1, logs
