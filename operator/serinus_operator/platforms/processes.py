@@ -292,7 +292,13 @@ def _kill_group(pgid: int) -> None:
 def reap_leftovers(pids: Sequence[int], *, marker: str) -> list[int]:
     """Kill the process groups of ``pids`` whose command line contains ``marker`` (the
     state directory): children of an earlier ``serinus local`` that was itself killed
-    with SIGKILL and could not stop them. Returns the pids killed."""
+    with SIGKILL and could not stop them. Returns the pids killed.
+
+    A process still in its exec has an empty command line here, so it is left alone, and
+    a spawn can return before the kernel has laid out the new program's arguments. Not a
+    race for the pids this is given: the earlier run recorded each after its spawn
+    returned, with only that layout left, and has died since. A caller reaping what it
+    has just spawned must first know that the child runs (as the tests do)."""
     killed = []
     for pid in pids:
         try:

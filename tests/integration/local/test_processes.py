@@ -7,13 +7,14 @@ whole process group (grandchildren included); a port taken by someone else is av
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,14 @@ def group_members(pgid: int) -> list[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 out.append(int(entry.name))
     return out
+
+
+def ignores(pid: int, sig: signal.Signals) -> bool:
+    """Whether ``pid`` ignores ``sig`` now, as the kernel has it (``SigIgn``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
 
 
 async def until(check: Callable[[], bool], within: float = 15.0) -> None:
@@ -145,10 +154,11 @@ def test_stop_kills_a_group_that_ignores_sigterm(tmp_path: Path) -> None:
             await until(lambda: child.ready)  # no probe: ready while running
             pid = child.pid
             assert pid is not None
-            await asyncio.sleep(0.3)  # let it install its handler
+            # Running is not ignoring yet: the script does that once Python has started.
+            await until(lambda: ignores(pid, signal.SIGTERM))
             started = time.monotonic()
             await child.stop(grace=0.5)
-            assert time.monotonic() - started < 5
+            assert 0.5 <= time.monotonic() - started < 5  # the SIGTERM did not do it
             assert not alive(pid)
         finally:
             await child.stop(grace=0)
@@ -196,18 +206,39 @@ def test_ports_are_handed_out_once_and_a_used_port_cannot_be_claimed() -> None:
         ports.claim(free)  # ours already
 
 
+# Says so once it runs, then idles.
+IDLER = "import time; print('running', flush=True); time.sleep(300)"
+
+
+@contextlib.contextmanager
+def started(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A Python child in its own session, given once its program runs; killed after.
+
+    ``Popen`` returns as soon as the kernel has committed to the exec, which is before it
+    has laid out the new program's arguments: until then ``/proc/PID/cmdline`` reads empty,
+    so a marker in them cannot be seen yet. The child's first line is printed by the new
+    program itself, so once it is read the exec, and with it the command line, is complete:
+    a condition, where a sleep would only make the race rarer.
+    """
+    command = [sys.executable, "-c", IDLER, *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, start_new_session=True) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == b"running\n", "the child exited before running"
+            yield child
+        finally:
+            child.kill()  # then Popen's exit waits for it
+
+
 def test_leftovers_of_a_killed_run_are_reaped_by_their_marker(tmp_path: Path) -> None:
-    marker = str(tmp_path / "state")
-    ours = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(300)", marker], start_new_session=True
-    )
-    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
-    try:
+    """The reaper reads the command lines of children that an earlier run started, which
+    have long finished their exec by the time a later run looks; ``started`` waits for the
+    same, since a child still in its exec would be skipped as if it were someone else's."""
+    marker = f"{tmp_path / 'state'}/"
+    with (
+        started(f"{marker}routes.json") as ours,
+        started(f"{tmp_path / 'stated'}/routes.json") as other,  # the marker but for its "/"
+    ):
         assert reap_leftovers([ours.pid, other.pid, 999_999_999], marker=marker) == [ours.pid]
-        ours.wait(timeout=5)
+        assert ours.wait(timeout=5) == -signal.SIGKILL
         assert other.poll() is None
-    finally:
-        other.kill()
-        other.wait()
-        ours.kill()
-        ours.wait()
