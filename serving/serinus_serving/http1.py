@@ -312,11 +312,13 @@ class _Connection(asyncio.Protocol):
         if isinstance(item, Request):
             self.queued_bytes += len(item.body)
         if self.task is None:
+            self.server.starting += 1
             self.task = self.server.loop.create_task(self._answer())
         elif len(self.queue) >= self.server.max_pipeline or self.queued_bytes > (1 << 20):
             self._update_reading()
 
     async def _answer(self) -> None:
+        self.server.starting -= 1
         handler = self.server.handler
         queue = self.queue
         try:
@@ -492,8 +494,11 @@ class HttpServer:
         self.read_timeout = read_timeout
         self.linger_seconds = linger_seconds
         self.connections: set[_Connection] = set()
-        #: Requests that have begun arriving and are not yet whole: a batcher may wait for them.
+        #: Requests that have begun arriving and are not yet whole...
         self.arriving = 0
+        #: ...and connections with a whole request whose answering has not started yet:
+        #: together, the company a batcher may wait for.
+        self.starting = 0
         self.draining = False  # every response closes its connection: clients move on
         self.closing = False
         self.now = time.monotonic()  # refreshed by the once-a-second tick

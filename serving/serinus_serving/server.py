@@ -45,7 +45,7 @@ def http_server(app: ServingApp) -> HttpServer:
         read_timeout=settings.read_timeout,
         keep_alive_timeout=settings.keep_alive_timeout,
     )
-    app.dataplane.arriving_elsewhere = lambda: server.arriving
+    app.dataplane.arriving_elsewhere = lambda: server.arriving + server.starting
     return server
 
 
