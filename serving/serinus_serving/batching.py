@@ -51,7 +51,7 @@ class AdaptiveBatcher:
         max_latency: float,
         inline: bool,
         observe: Callable[[int, float], None] | None = None,
-        arriving: Callable[[], int] = lambda: 0,
+        arriving: Callable[[], int] | None = None,
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
@@ -65,12 +65,14 @@ class AdaptiveBatcher:
         self._threads: set[asyncio.Task[None]] = set()
         #: Requests on their way (being decoded); the caller keeps it current.
         self.arriving = 0
-        #: Requests the HTTP server is still receiving.
+        #: Requests the HTTP server is receiving or about to answer. Known, it lets a lone
+        #: request run at once; unknown (None), every request waits one loop turn for company.
         self._arriving_at_server = arriving
 
     async def submit(self, inputs: dict[str, Array], rows: int) -> dict[str, Array]:
         if (
             self.inline
+            and self._arriving_at_server is not None
             and not self._queue
             and self._scheduled is None
             and not self.arriving
@@ -129,7 +131,7 @@ class AdaptiveBatcher:
             return
         loop = asyncio.get_running_loop()
         if (
-            (self.arriving or self._arriving_at_server())
+            (self.arriving or (self._arriving_at_server and self._arriving_at_server()))
             and sum(p.rows for p in self._queue) < self.max_batch_size
             and time.monotonic() < self._deadline
         ):

@@ -73,7 +73,7 @@ class DataPlane:
         self._batches_recorded = False
         #: Requests the server has begun receiving (``http1.HttpServer.arriving``): company
         #: a batch may wait for.
-        self.arriving_elsewhere: Callable[[], int] = lambda: 0
+        self.arriving_elsewhere: Callable[[], int] | None = None
 
     # ----------------------------------------------------------------- health
     @property
@@ -182,7 +182,7 @@ class DataPlane:
             max_latency=self.settings.max_batch_latency_ms / 1000,
             inline=self.inline,
             observe=self.metrics.observe_inference,
-            arriving=lambda: self.arriving_elsewhere(),
+            arriving=self.arriving_elsewhere,
         )
 
     def _batch_runner(self) -> RunFn:

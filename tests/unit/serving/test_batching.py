@@ -121,3 +121,44 @@ def test_a_request_larger_than_a_batch_runs_alone(logreg_path: Path) -> None:
     results = asyncio.run(scenario())
     assert [len(r["label"]) for r in results] == [1, 9, 1, 2]
     assert 9 in calls and sum(calls) == 13
+
+
+def test_a_lone_request_runs_at_once_when_the_server_says_no_one_is_coming(
+    logreg_path: Path,
+) -> None:
+    """With the server's count of requests on their way, a request with no company runs
+    in the caller's own turn of the loop (no wait); with company on its way it waits for
+    it, up to the latency bound."""
+    coming = [0]
+    calls: list[int] = []
+
+    async def scenario() -> tuple[bool, list[int]]:
+        runtime = await _loaded(logreg_path)
+        batcher = AdaptiveBatcher(
+            runtime.predict,
+            max_batch_size=16,
+            max_latency=0.5,
+            inline=True,
+            observe=lambda rows, _s: calls.append(rows),
+            arriving=lambda: coming[0],
+        )
+        x = np.ones((1, 20), dtype=np.float32)
+        alone = batcher.submit({"X": x}, 1)
+        try:
+            alone.send(None)  # one step: finished without ever suspending
+            ran_at_once = False
+        except StopIteration:
+            ran_at_once = True
+        coming[0] = 1  # a request is arriving: the next one waits for it
+        first = asyncio.ensure_future(batcher.submit({"X": x}, 1))
+        await asyncio.sleep(0.01)
+        waited = not first.done()
+        coming[0] = 0
+        second = batcher.submit({"X": np.ones((2, 20), dtype=np.float32)}, 2)
+        await asyncio.gather(first, second)
+        await batcher.close()
+        return ran_at_once and waited, calls
+
+    ok, rows = asyncio.run(scenario())
+    assert ok
+    assert rows == [1, 3]  # the lone one alone; the waiting one with the one it waited for
