@@ -151,6 +151,9 @@ class _Connection(asyncio.Protocol):
             return
         self._head_size = 0
         self._status = status = self.parser.get_status_code()
+        if not 100 <= status <= 599:  # RFC 9110 §15: not a status a proxy can pass on
+            self.fail(UpstreamError(f"backend answered with status {status}, not HTTP"))
+            return
         if 100 <= status < 200:
             if status == 101:  # the router never asks to upgrade
                 self.fail(UpstreamError("backend switched protocols unasked (101)"))
@@ -182,6 +185,9 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(UpstreamResponse(self._status, self._headers, b"".join(self._body)))
+        # The response handed over is the caller's: whatever the parser reads next (a HEAD
+        # response's body and trailers, bytes nobody asked for) must not change it.
+        self._headers, self._body = [], []
 
     def fail(self, exc: Exception) -> None:
         waiter = self._waiter

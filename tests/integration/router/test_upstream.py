@@ -230,3 +230,54 @@ def test_a_response_cut_short_is_released_at_once_not_at_the_next_gc(
         tracemalloc.stop()
         gc.enable()
     assert held < sent // 4, f"{held} bytes still held after 4 responses cut short"
+
+
+@pytest.mark.parametrize(
+    ("head", "wire"),
+    [
+        (False, ok(b"ok") + b"HTTP/1.1 500 Oops\r\nx-injected: 1\r\ncontent-length: 0\r\n\r\n"),
+        (
+            True,
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n",
+        ),
+    ],
+    ids=["a second response in the same packet", "a HEAD response's body and trailer"],
+)
+def test_what_follows_a_response_never_changes_it(
+    backend: Callable[[Script], Backend], head: bool, wire: bytes
+) -> None:
+    b = backend(lambda sock, n: sock.sendall(wire))
+
+    async def run() -> tuple[int, list[tuple[bytes, bytes]]]:
+        pool = UpstreamPool("127.0.0.1", b.port)
+        try:
+            method = b"HEAD" if head else b"GET"
+            response = await pool.request(pool.encode(method, b"/", [], b""), within=5, head=head)
+            await asyncio.sleep(0.05)  # what follows is read (and refused) meanwhile
+            return response.status, response.headers
+        finally:
+            pool.close()
+
+    status, headers = asyncio.run(run())
+    expected = [(b"content-length", b"2")] if not head else [(b"transfer-encoding", b"chunked")]
+    assert (status, headers) == (200, expected)
+
+
+@pytest.mark.parametrize("status", [b"002", b"099", b"600", b"999"])
+def test_a_status_outside_100_to_599_is_a_502(
+    backend: Callable[[Script], Backend], status: bytes
+) -> None:
+    b = backend(
+        lambda sock, n: sock.sendall(b"HTTP/1.1 %s X\r\ncontent-length: 0\r\n\r\n" % status)
+    )
+
+    async def run() -> None:
+        pool = UpstreamPool("127.0.0.1", b.port)
+        try:
+            await _get(pool, b"/")
+        finally:
+            pool.close()
+
+    with pytest.raises(UpstreamError, match="not HTTP"):
+        asyncio.run(run())
