@@ -5,10 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= http1_request codec_decode upstream_response
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv system-deps kube-bins test unit integration e2e lint format typecheck bench bench-operator demo clean
+.PHONY: help venv system-deps kube-bins test unit integration e2e fuzz lint format typecheck bench bench-operator demo clean
 .PHONY: crds chart-files images
 
 help: ## Show this help
@@ -64,6 +66,19 @@ e2e: $(STAMP) system-deps kube-bins ## Install and roll models out end to end on
 	if [ $$rc = 5 ]; then echo "make e2e: no end-to-end test ran (none collected or all deselected)" >&2; exit 1; fi; \
 	exit $$rc
 
+fuzz: $(STAMP) ## Fuzz each of FUZZ_TARGETS for FUZZ_SECONDS (600); findings in .fuzz/TARGET/ (docs/testing.md)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p .fuzz/$$t/corpus || exit 1; \
+		echo "fuzzing $$t for $(FUZZ_SECONDS)s (new inputs: .fuzz/$$t/corpus)"; \
+		$(BIN)/python tests/fuzz/$$t.py -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+			-timeout=20 -dict=tests/fuzz/$$t.dict \
+			-artifact_prefix=.fuzz/$$t/ .fuzz/$$t/corpus tests/fuzz/corpus/$$t \
+			2> .fuzz/$$t/log || { tail -n 60 .fuzz/$$t/log; \
+			echo "fuzz: $$t found a problem: the input is .fuzz/$$t/crash-* (log: .fuzz/$$t/log)" >&2; \
+			exit 1; }; \
+		grep -E '^#[0-9]+[[:space:]]+DONE' .fuzz/$$t/log; \
+	done
+
 lint: $(STAMP) ## ruff lint and format check, and the import layers (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -109,4 +124,4 @@ images: ## Build the operator and serving images, two targets of ./Dockerfile (n
 	docker build --target serving -t $(IMAGE_PREFIX)serving:$(IMAGE_TAG) .
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench .fuzz

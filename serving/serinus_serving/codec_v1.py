@@ -11,7 +11,13 @@ import orjson
 
 from serinus_serving.errors import InferenceError
 from serinus_serving.runtime.base import Array, TensorSpec
-from serinus_serving.tensors import check_shape, describe, from_json_data, load_json
+from serinus_serving.tensors import (
+    check_shape,
+    describe,
+    from_json_data,
+    load_json,
+    nested_shape,
+)
 
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -49,17 +55,14 @@ def parse_v1(
     inputs: dict[str, Array] = {}
     for name, column in columns.items():
         spec = specs[name]
-        try:
-            shape = np.shape(column)
-        except ValueError:
-            shape = ()
+        shape = nested_shape(column) or ()
         if len(shape) != len(spec.shape):
             raise InferenceError(
                 f"input {name!r}: instances have shape {list(shape)}, the model expects "
                 f"{list(spec.shape)} with the batch first (is the data ragged?)"
             )
-        check_shape(spec, tuple(shape), max_rows=max_rows)
-        inputs[name] = from_json_data(spec, tuple(shape), column)
+        check_shape(spec, shape, max_rows=max_rows)
+        inputs[name] = from_json_data(spec, shape, column)
     return inputs, len(instances)
 
 

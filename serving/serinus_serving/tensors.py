@@ -40,14 +40,47 @@ def load_json(body: bytes) -> Any:
         raise InferenceError(f"request body is not valid JSON: {exc}") from None
 
 
+#: The most elements a shape may describe, counting a zero dimension as 1: no request body
+#: carries that many, and numpy refuses to shape even an empty array much past it (an
+#: array of shape [0, 2**62] cannot exist).
+MAX_EXTENT = 1 << 48
+
+
 def parse_shape(name: str, raw: Any) -> tuple[int, ...]:
     if type(raw) is list:
+        extent = 1
         for dim in raw:  # bool is an int subclass; the exact type check keeps it out
             if type(dim) is not int or dim < 0:
                 break
+            extent *= dim or 1
         else:
+            if extent > MAX_EXTENT:
+                raise InferenceError(
+                    f"input {name!r}: shape {raw} is too large: its non-zero dimensions "
+                    f"multiply to more than 2**48"
+                )
             return tuple(raw)
     raise InferenceError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+
+
+def nested_shape(data: list[Any]) -> tuple[int, ...] | None:
+    """The shape numpy would find for nested lists, without building an array (numpy
+    would make strings fixed-width: one long string among many short ones costs
+    gigabytes); None when they are ragged or mix lists and values at one level."""
+    shape = [len(data)]
+    level = data
+    while level:
+        kinds = set(map(type, level))
+        if list not in kinds:
+            break
+        if kinds != {list}:
+            return None
+        lengths = set(map(len, level))
+        if len(lengths) != 1:
+            return None
+        shape.append(lengths.pop())
+        level = list(chain.from_iterable(level))
+    return tuple(shape)
 
 
 def check_shape(spec: TensorSpec, shape: tuple[int, ...], *, max_rows: int) -> int:

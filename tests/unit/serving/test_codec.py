@@ -375,3 +375,77 @@ def test_bytes_data_must_be_strings(data: list[object], message: str) -> None:
     raw = body(inputs=[{"name": "s", "shape": [len(data)], "datatype": "BYTES", "data": data}])
     with pytest.raises(InferenceError, match=message):
         parse_v2(raw, STRINGS, OUT, max_rows=10)
+
+
+def test_v1_one_long_string_among_many_instances_costs_what_was_sent() -> None:
+    """parse_v1 found the instances' shape with numpy, which made the same fixed-width
+    string array as the JSON data path once did: 4 * 3,000 * 1,001 bytes (12 MB) for this
+    7 KB body (found by tests/fuzz/codec_decode.py's memory budget)."""
+    import tracemalloc
+
+    instances = ["x" * 3_000, *["a"] * 1_000]
+    raw = body(instances=instances)
+    tracemalloc.start()
+    try:
+        inputs, rows = parse_v1(raw, STRINGS, max_rows=10_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows == len(instances) and inputs["s"].tolist() == instances
+    assert peak < 64 * len(raw), f"{peak} bytes for a body of {len(raw)}"
+
+
+@pytest.mark.parametrize(
+    ("instances", "shape"),
+    [
+        ([[1, 2], [3, 4], [5, 6]], [3, 2]),
+        ([[[]], [[]]], [2, 1, 0]),
+        ([[1, 2], [3]], None),  # ragged
+        ([[1, 2], 3], None),  # a list and a value at one level
+        ([{"a": [1, 2]}, {"a": [3]}], [2]),  # objects are values, as numpy sees them
+    ],
+)
+def test_v1_shapes_are_found_as_numpy_finds_them(
+    instances: list[object], shape: list[int] | None
+) -> None:
+    spec = {"t": TensorSpec("t", "INT64", (-1,) * (len(shape) if shape else 1))}
+    if shape is None:
+        with pytest.raises(InferenceError, match="ragged"):
+            parse_v1(body(instances=instances), spec, max_rows=10)
+    elif isinstance(instances[0], dict):
+        with pytest.raises(InferenceError, match="not valid for datatype INT64"):
+            parse_v1(body(instances=instances), spec, max_rows=10)
+    else:
+        inputs, _ = parse_v1(body(instances=instances), spec, max_rows=10)
+        assert list(inputs["t"].shape) == shape == list(np.shape(instances))
+
+
+TOKENS = {"t": TensorSpec("t", "INT64", (-1, -1))}
+WORDS = {"w": TensorSpec("w", "BYTES", (-1, -1))}
+
+
+@pytest.mark.parametrize("dim", [2**62, 2**63 - 1, 2**64 - 1])
+@pytest.mark.parametrize(
+    ("specs", "binary"), [(TOKENS, False), (TOKENS, True), (WORDS, False), (WORDS, True)]
+)
+def test_an_empty_tensor_with_a_dimension_no_array_can_have_is_refused(
+    specs: dict[str, TensorSpec], binary: bool, dim: int
+) -> None:
+    """numpy cannot shape even an empty array as [0, 2**62]: its ValueError was a 500
+    (found by tests/fuzz/codec_decode.py)."""
+    (spec,) = specs.values()
+    entry: dict[str, object] = {"name": spec.name, "shape": [0, dim], "datatype": spec.datatype}
+    if binary:
+        entry["parameters"] = {"binary_data_size": 0}
+        header = body(inputs=[entry])
+        with pytest.raises(InferenceError, match="too large") as info:
+            parse_v2(header, specs, (), max_rows=10, header_length=len(header))
+    else:
+        with pytest.raises(InferenceError, match="too large") as info:
+            parse_v2(body(inputs=[entry | {"data": []}]), specs, (), max_rows=10)
+    assert info.value.status == 400
+
+
+def test_an_empty_tensor_with_a_large_dimension_still_decodes() -> None:
+    entry = {"name": "t", "shape": [0, 2**40], "datatype": "INT64", "data": []}
+    assert parse_v2(body(inputs=[entry]), TOKENS, (), max_rows=10).inputs["t"].shape == (0, 2**40)
