@@ -189,8 +189,6 @@ class _Connection(asyncio.Protocol):
             # parser buffers a header until its end); complete heads are measured exactly.
             self.head_bytes += len(data)
             self._hold(len(data))
-            if self.server.buffered > self.server.max_buffered and self.server.shed(self):
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -204,6 +202,10 @@ class _Connection(asyncio.Protocol):
         else:
             if self.in_head and self.head_bytes > self.server.max_head:
                 self._reject(431, f"request head is over {self.server.max_head} bytes")
+            elif self.in_head and self.server.buffered > self.server.max_buffered:
+                # Checked once the bytes are parsed: whole requests among them are no longer
+                # counted as head bytes.
+                self.server.shed(self)
 
     def eof_received(self) -> bool:
         self.eof = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+import warnings
 
 import numpy as np
 import orjson
@@ -142,6 +143,30 @@ def test_integers_out_of_range_are_refused(datatype: str, value: int) -> None:
     )
     with pytest.raises(InferenceError):
         parse_v2(raw, spec, (), max_rows=10)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value"), [("FP32", "1e39"), ("FP32", "-3.5e38"), ("FP16", "65520")]
+)
+def test_floats_past_the_datatype_range_are_refused_not_made_infinite(
+    datatype: str, value: str
+) -> None:
+    spec = {"f": TensorSpec("f", datatype, (-1,))}
+    raw = b'{"inputs": [{"name": "f", "shape": [2], "datatype": "%s", "data": [1.0, %s]}]}' % (
+        datatype.encode(),
+        value.encode(),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning from numpy on the way
+        with pytest.raises(InferenceError, match=f"out of range for {datatype}"):
+            parse_v2(raw, spec, (), max_rows=10)
+
+
+def test_floats_at_the_edge_of_the_range_are_kept() -> None:
+    spec = {"f": TensorSpec("f", "FP16", (-1,))}
+    raw = b'{"inputs": [{"name": "f", "shape": [2], "datatype": "FP16", "data": [65504, -1e-9]}]}'
+    decoded = parse_v2(raw, spec, (), max_rows=10).inputs["f"]
+    assert decoded.tolist() == [65504.0, -0.0]
 
 
 def test_floats_are_never_truncated_into_integers() -> None:
