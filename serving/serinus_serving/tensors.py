@@ -144,11 +144,11 @@ def from_json_data(spec: TensorSpec, shape: tuple[int, ...], data: Any) -> Array
         raise InferenceError(f"input {spec.name!r}: a value is out of range for {datatype}")
     with np.errstate(over="ignore"):  # an overflow is refused just below
         narrowed = array.astype(target, copy=False)
-    if narrowed is not array and target.kind == "f" and array.dtype.kind == "f":
-        # JSON has no infinities (the parser refuses them), so one here is a value past
-        # the datatype's range (1e39 as FP32), refused as out-of-range integers are.
-        if np.isinf(narrowed).any():
-            raise InferenceError(f"input {spec.name!r}: a value is out of range for {datatype}")
+    # JSON has no infinities (the parser refuses them), so one here is a value past the
+    # datatype's range (1e39 as FP32), refused as out-of-range integers are.
+    narrowing = narrowed is not array and target.kind == "f" and array.dtype.kind == "f"
+    if narrowing and np.isinf(narrowed).any():
+        raise InferenceError(f"input {spec.name!r}: a value is out of range for {datatype}")
     return narrowed if narrowed.shape == shape else narrowed.reshape(shape)
 
 
