@@ -471,7 +471,23 @@ class _Connection(asyncio.Protocol):
 
 class HttpServer:
     """Serve ``handler`` over HTTP/1.1: keep-alive, pipelining, ``Content-Length`` and
-    chunked bodies; ``shutdown`` stops accepting and lets in-flight requests finish."""
+    chunked bodies; ``drain`` ends each connection after its response, ``shutdown`` stops
+    accepting and lets in-flight requests finish.
+
+    What a client can make the server hold is bounded by these, whatever it sends:
+
+    - ``max_body``: one request's body (413).
+    - ``max_head``: one request's line and headers, counted as they arrive (431).
+    - ``max_pipeline``: requests queued on one connection behind the one being answered
+      (reading pauses; also at 1 MiB of queued bodies).
+    - ``max_buffered``: request bytes held at once over all connections; past it the
+      request holding most of what is still arriving gets 503. Never below one whole
+      request (``max_body + max_head``).
+    - ``read_timeout``: a request that has begun and then stalls gets 408.
+    - ``keep_alive_timeout``: an idle connection, or one that never sends, is closed.
+    - ``linger_seconds``: after a 4xx that ends a connection, how long its remaining input
+      is read and dropped, so the client reads the answer rather than a reset.
+    """
 
     def __init__(
         self,
