@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install serinus with its dev dependencies
 
-system-deps: ## Install the Debian packages the tests use (prometheus, promtool, gcc) when missing
+system-deps: ## Install what the tests run that pip cannot put in .venv: prometheus, promtool, gcc, docker-registry (apt), moto's S3 (its own venv)
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing the Debian package prometheus (prometheus + promtool)"; \
@@ -33,6 +33,14 @@ system-deps: ## Install the Debian packages the tests use (prometheus, promtool,
 	else \
 		echo "missing prometheus/promtool: run 'sudo apt-get install prometheus'" >&2; exit 1; \
 	fi
+	@if command -v docker-registry >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing docker-registry (the OCI registry the model-source tests push to)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry; \
+	else \
+		echo "missing docker-registry: run 'sudo apt-get install docker-registry'" >&2; exit 1; \
+	fi
+	@bash hack/servers/install.sh >/dev/null
 	@if command -v cc >/dev/null || command -v gcc >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing gcc (the bench's load generator, bench/openloop.c, is tested)"; \

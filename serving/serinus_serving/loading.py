@@ -1,50 +1,66 @@
-"""Fetch a model file from a path, ``file://`` or ``http(s)://`` and verify its sha256.
+"""Fetch a model from where it is kept, and know it by its content.
 
-Downloads stream to disk under a size limit and are retried on transient network
-errors; a checksum mismatch is never retried (the bytes are wrong, not late).
+The URI's scheme picks a source (``sources/``): a path, ``file://`` or ``pvc://`` is used in
+place; ``http(s)://``, ``s3://``, ``gs://``, ``az://`` and ``oci://`` are fetched into the
+model directory. A model is identified by its digest: the sha256 of its file, or of all its
+files for a model that is a directory (``sources.base.tree_sha256``). Fetched models are
+kept under ``DIR/sha256-DIGEST/``, so a second fetch with the expected digest reads nothing
+from the store, and a re-signed URL or a moved alias to the same bytes is the same model.
+Downloads stream to disk under a size limit, are retried on transient errors, and a digest
+mismatch is never retried (the bytes are wrong, not late).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import shutil
 import tempfile
-import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from serinus_serving.errors import ModelLoadError
+from serinus_serving.sources.base import Fetched, Limits, ModelSource, file_sha256, tree_sha256
+from serinus_serving.sources.http import HttpSource
+from serinus_serving.sources.local import LocalSource
+from serinus_serving.sources.object_store import ObjectStoreSource
+from serinus_serving.sources.oci import OciSource
+
+__all__ = ["DEFAULT_MAX_BYTES", "FetchedModel", "fetch_model", "file_sha256"]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 DEFAULT_MAX_BYTES = 4 << 30
+
+_LOCAL = LocalSource()
+SOURCES: dict[str, ModelSource] = {
+    "": _LOCAL,
+    "file": _LOCAL,
+    "pvc": _LOCAL,
+    "http": HttpSource(),
+    "https": HttpSource(),
+    "s3": ObjectStoreSource(),
+    "gs": ObjectStoreSource(),
+    "az": ObjectStoreSource(),
+    "oci": OciSource(),
+}
+_SCHEMES = "a path, file://, pvc://, http(s)://, s3://, gs://, az:// or oci://"
 
 
 @dataclass(frozen=True, slots=True)
 class FetchedModel:
+    #: The .onnx file to load.
     path: Path
+    #: The model's identity: its file's sha256, or its directory's (``tree_sha256``).
     sha256: str
+    #: Bytes of the model, all its files.
     size: int
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_digest(uri: str, actual: str, expected: str | None) -> None:
-    if expected and actual.lower() != expected.strip().lower():
-        raise ModelLoadError(
-            f"sha256 mismatch for {uri}: expected {expected.lower()}, got {actual}"
-        )
+def scheme_of(uri: str) -> str:
+    scheme = urllib.parse.urlparse(uri).scheme
+    return "" if len(scheme) == 1 and os.name == "nt" else scheme  # C:\ is a path
 
 
 def fetch_model(
@@ -56,102 +72,62 @@ def fetch_model(
     timeout: float = 30.0,
     attempts: int = 3,
 ) -> FetchedModel:
-    """Return a verified local copy of the model at ``uri`` (a path is used in place)."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("http", "https"):
-        return _download(
-            uri,
-            sha256=sha256,
-            dest_dir=dest_dir,
-            max_bytes=max_bytes,
-            timeout=timeout,
-            attempts=attempts,
-        )
-    if parsed.scheme == "file":
-        path = Path(urllib.parse.unquote(parsed.path))
-    elif parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
-        path = Path(uri)
-    else:
-        raise ModelLoadError(
-            f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}: "
-            "use a path, file://, http:// or https://"
-        )
-    if not path.is_file():
-        raise ModelLoadError(f"model file {path} does not exist or is not a file")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ModelLoadError(f"model file {path} is {size} bytes, over the limit of {max_bytes}")
-    digest = file_sha256(path)
-    _check_digest(uri, digest, sha256)
-    return FetchedModel(path=path, sha256=digest, size=size)
-
-
-def _download(
-    uri: str,
-    *,
-    sha256: str | None,
-    dest_dir: Path | None,
-    max_bytes: int,
-    timeout: float,
-    attempts: int,
-) -> FetchedModel:
-    target_dir = dest_dir or Path(tempfile.mkdtemp(prefix="serinus-model-"))
-    target_dir.mkdir(parents=True, exist_ok=True)
-    name = Path(urllib.parse.urlparse(uri).path).name or "model.onnx"
-    target = target_dir / name
-    if sha256 and target.is_file() and file_sha256(target) == sha256.strip().lower():
-        log.info("model %s already present at %s with the expected sha256", uri, target)
-        return FetchedModel(path=target, sha256=sha256.strip().lower(), size=target.stat().st_size)
-    delay = 0.5
-    for attempt in range(1, attempts + 1):
-        try:
-            return _download_once(uri, target, sha256=sha256, max_bytes=max_bytes, timeout=timeout)
-        except (httpx.TransportError, _RetryableStatus) as exc:
-            if attempt == attempts:
-                raise ModelLoadError(
-                    f"downloading {uri} failed after {attempts} attempts: {exc}"
-                ) from exc
-            log.warning("downloading %s failed (%s); retrying in %.1fs", uri, exc, delay)
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-class _RetryableStatus(Exception):
-    pass
-
-
-def _download_once(
-    uri: str, target: Path, *, sha256: str | None, max_bytes: int, timeout: float
-) -> FetchedModel:
-    digest = hashlib.sha256()
-    size = 0
-    partial = target.with_name(target.name + ".partial")
-    with httpx.stream("GET", uri, timeout=timeout, follow_redirects=True) as response:
-        if response.status_code >= 500 or response.status_code == 429:
-            raise _RetryableStatus(f"HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise ModelLoadError(f"downloading {uri} failed: HTTP {response.status_code}")
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise ModelLoadError(
-                f"model at {uri} is {declared} bytes, over the limit of {max_bytes}"
-            )
-        with partial.open("wb") as out:
-            for chunk in response.iter_bytes(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    out.close()
-                    partial.unlink(missing_ok=True)
-                    raise ModelLoadError(f"model at {uri} is over the limit of {max_bytes} bytes")
-                digest.update(chunk)
-                out.write(chunk)
-    actual = digest.hexdigest()
+    """A verified local copy of the model at ``uri`` (a local one is used in place)."""
+    scheme = scheme_of(uri)
+    source = SOURCES.get(scheme)
+    if source is None:
+        raise ModelLoadError(f"unsupported model URI scheme {scheme!r} in {uri!r}: use {_SCHEMES}")
+    expected = sha256.strip().lower() if sha256 else None
+    limits = Limits(max_bytes=max_bytes, timeout=timeout, attempts=attempts)
+    if source is _LOCAL:
+        return _verified(uri, source.fetch(uri, Path(), limits=limits), expected)
+    base = dest_dir or Path(tempfile.mkdtemp(prefix="serinus-model-"))
+    base.mkdir(parents=True, exist_ok=True)
+    if expected is not None:
+        cached = _cached(base / f"sha256-{expected}", expected)
+        if cached is not None:
+            log.info("model %s already present at %s with the expected sha256", uri, cached.path)
+            return cached
+    into = Path(tempfile.mkdtemp(prefix=".fetching-", dir=base))
     try:
-        _check_digest(uri, actual, sha256)
-    except ModelLoadError:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(target)
-    log.info("downloaded %s (%d bytes, sha256 %s) to %s", uri, size, actual, target)
-    return FetchedModel(path=target, sha256=actual, size=size)
+        model = _verified(uri, source.fetch(uri, into, limits=limits), expected)
+        final = base / f"sha256-{model.sha256}"
+        if not final.exists():
+            into.rename(final)
+        path = final / model.path.relative_to(into)
+    finally:
+        shutil.rmtree(into, ignore_errors=True)
+    _marker(final).write_text(path.relative_to(final).as_posix())
+    log.info("fetched %s (%d bytes, sha256 %s) to %s", uri, model.size, model.sha256, path)
+    return FetchedModel(path=path, sha256=model.sha256, size=model.size)
+
+
+def _verified(uri: str, fetched: Fetched, expected: str | None) -> FetchedModel:
+    if fetched.root is None:
+        digest, size = file_sha256(fetched.model), fetched.model.stat().st_size
+    else:
+        digest = tree_sha256(fetched.root)
+        size = sum(p.stat().st_size for p in fetched.root.rglob("*") if p.is_file())
+    if expected is not None and digest != expected:
+        raise ModelLoadError(f"sha256 mismatch for {uri}: expected {expected}, got {digest}")
+    return FetchedModel(path=fetched.model, sha256=digest, size=size)
+
+
+def _marker(directory: Path) -> Path:
+    """Which file of a kept model directory is the model (beside it: not part of it)."""
+    return directory.with_name(directory.name + ".model")
+
+
+def _cached(directory: Path, expected: str) -> FetchedModel | None:
+    """A model fetched before with the expected digest, checked again (a file on disk can
+    change), or None."""
+    try:
+        model = directory / _marker(directory).read_text()
+    except OSError:
+        return None
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    fetched = Fetched(model) if files == [model] else Fetched(model, directory)
+    try:
+        return _verified(str(directory), fetched, expected)
+    except (ModelLoadError, OSError):
+        return None

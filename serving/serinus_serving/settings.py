@@ -46,7 +46,12 @@ class ServeSettings:
 
     model_uri: Annotated[
         str,
-        Opt("the model: a path, file://, http:// or https:// URI", flag="--model", metavar="URI"),
+        Opt(
+            "the model: a path, file://, pvc://, http(s)://, s3://, gs://, az:// or oci:// URI "
+            "(docs/models.md)",
+            flag="--model",
+            metavar="URI",
+        ),
     ]
     name: Annotated[str, Opt("the model name in URL paths and metric labels", metavar="NAME")]
     version: Annotated[

@@ -31,7 +31,7 @@ def test_path_and_file_uri(logreg_path: Path) -> None:
     ("uri", "kwargs", "message"),
     [
         ("/nonexistent/model.onnx", {}, "does not exist"),
-        ("s3://bucket/model.onnx", {}, "unsupported model URI scheme 's3'"),
+        ("ftp://host/model.onnx", {}, "unsupported model URI scheme 'ftp'"),
         ("{model}", {"sha256": "ab" * 32}, "sha256 mismatch"),
         ("{model}", {"max_bytes": 10}, "over the limit of 10"),
     ],

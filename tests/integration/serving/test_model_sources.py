@@ -1,0 +1,196 @@
+"""Models fetched from real stores on 127.0.0.1: S3 (moto, with signature checks) and an
+OCI registry (the distribution registry), plus ``pvc://``. What a server loads is exactly
+what was stored, it is known by its digest, and a refused or missing model is explained."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from serinus_serving.errors import ModelLoadError
+from serinus_serving.loading import fetch_model
+from serinus_serving.sources.base import tree_sha256
+from support.serve import serve
+from support.stores import MotoS3, Registry, moto_s3, registry
+
+pytestmark = pytest.mark.integration
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def s3(logreg_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    here = tmp_path_factory.mktemp("s3")
+    (here / "profile.json").write_bytes(b'{"features": []}')
+    files = {
+        "models/fraud/v1/model.onnx": logreg_path,
+        "models/bundle/model.onnx": logreg_path,
+        "models/bundle/extra/profile.json": here / "profile.json",
+    }
+    with moto_s3(files, here) as store:
+        yield store
+
+
+@pytest.fixture
+def s3_env(s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    return s3
+
+
+def test_an_s3_object_is_fetched_streamed_and_known_by_its_digest(
+    s3_env: MotoS3, logreg_path: Path, tmp_path: Path
+) -> None:
+    fetched = fetch_model(s3_env.uri("models/fraud/v1/model.onnx"), dest_dir=tmp_path)
+    assert fetched.path.read_bytes() == logreg_path.read_bytes()
+    assert fetched.sha256 == sha(logreg_path.read_bytes())
+    assert fetched.path.parent.name == f"sha256-{fetched.sha256}"
+
+
+def test_an_s3_prefix_is_fetched_whole_and_known_by_all_its_files(
+    s3_env: MotoS3, logreg_path: Path, tmp_path: Path
+) -> None:
+    fetched = fetch_model(s3_env.uri("models/bundle/"), dest_dir=tmp_path)
+    root = fetched.path.parent
+    assert fetched.path.name == "model.onnx"
+    assert (root / "extra" / "profile.json").read_bytes() == b'{"features": []}'
+    assert fetched.sha256 == tree_sha256(root) != sha(logreg_path.read_bytes())
+    # sha256sum's lines for the files, sorted by path, hashed again
+    profile = sha(b'{"features": []}')
+    lines = f"{profile}  extra/profile.json\n{sha(logreg_path.read_bytes())}  model.onnx\n"
+    assert fetched.sha256 == sha(lines.encode())
+
+
+def test_a_wrong_secret_is_refused_and_a_known_digest_needs_no_store(
+    s3: MotoS3, logreg_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = s3.uri("models/fraud/v1/model.onnx")
+    for name, value in s3.env(secret="x" * 40).items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ModelLoadError, match="refused the credentials") as refused:
+        fetch_model(uri, dest_dir=tmp_path, attempts=1)
+    assert s3.secret not in str(refused.value) and "x" * 40 not in str(refused.value)
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing half-written is left
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    digest = sha(logreg_path.read_bytes())
+    first = fetch_model(uri, sha256=digest, dest_dir=tmp_path)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x" * 40)  # the store would refuse now
+    again = fetch_model(uri + "&region=us-east-1", sha256=digest, dest_dir=tmp_path)
+    assert again == first
+
+
+@pytest.mark.parametrize(
+    ("key", "extra", "message"),
+    [
+        ("models/nothing.onnx", {}, "does not exist"),
+        ("models/fraud/v1/model.onnx", {"max_bytes": 100}, "over the limit of 100"),
+        ("models/fraud/v1/model.onnx", {"sha256": "00" * 32}, "sha256 mismatch"),
+    ],
+)
+def test_s3_failures_are_explained(
+    s3_env: MotoS3, tmp_path: Path, key: str, extra: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        fetch_model(s3_env.uri(key), dest_dir=tmp_path, attempts=1, **extra)  # type: ignore[arg-type]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".fetching")]
+
+
+def test_secrets_in_an_s3_uri_are_refused(s3_env: MotoS3, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="credentials go in the environment"):
+        fetch_model("s3://models/m.onnx?secret_access_key=abc", dest_dir=tmp_path)
+
+
+def test_serve_loads_its_model_from_s3(s3: MotoS3, tmp_path: Path) -> None:
+    uri = s3.uri("models/fraud/v1/model.onnx")
+    with serve("--model", uri, "--name", "m", log_dir=tmp_path, env=s3.env()) as server:
+        body = {"inputs": [{"name": "X", "shape": [1, 20], "datatype": "FP32",
+                            "data": np.ones(20).tolist()}]}  # fmt: skip
+        answer = httpx.post(f"{server.url}/v2/models/m/infer", content=orjson.dumps(body))
+        assert answer.status_code == 200, answer.text
+        meta = httpx.get(f"{server.url}/v2/models/m").json()
+        assert "secret" not in server.logs().lower() and s3.secret not in server.logs()
+    assert len(meta["parameters"]["sha256"]) == 64
+
+
+@pytest.fixture(scope="module")
+def oci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
+def test_an_oci_artifact_is_fetched_by_tag_and_by_digest(
+    oci: Registry, logreg_path: Path, tmp_path: Path
+) -> None:
+    model = logreg_path.read_bytes()
+    digest = oci.push("models/fraud", "v1", {"model.onnx": model})
+    by_tag = fetch_model(f"oci://{oci.address}/models/fraud:v1", dest_dir=tmp_path / "a")
+    by_digest = fetch_model(f"oci://{oci.address}/models/fraud@{digest}", dest_dir=tmp_path / "b")
+    assert by_tag.path.read_bytes() == by_digest.path.read_bytes() == model
+    assert by_tag.sha256 == by_digest.sha256 == sha(model)
+
+
+def test_an_oci_artifact_of_several_files_is_one_model(
+    oci: Registry, tmp_path: Path, logreg_path: Path
+) -> None:
+    oci.push("models/bundle", "v2", {"model.onnx": logreg_path.read_bytes(), "profile.json": b"{}"})
+    fetched = fetch_model(f"oci://{oci.address}/models/bundle:v2", dest_dir=tmp_path)
+    assert fetched.path.name == "model.onnx"
+    assert (fetched.path.parent / "profile.json").read_bytes() == b"{}"
+    assert fetched.sha256 == tree_sha256(fetched.path.parent)
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("models/fraud:nope", "no manifest nope"),
+        ("models/fraud@sha256:" + "0" * 64, "no manifest"),
+        ("Models/Bad Name:v1", "is not oci://REGISTRY/REPOSITORY:TAG"),
+    ],
+)
+def test_oci_failures_are_explained(
+    oci: Registry, logreg_path: Path, tmp_path: Path, reference: str, message: str
+) -> None:
+    oci.push("models/fraud", "v1", {"model.onnx": logreg_path.read_bytes()})
+    with pytest.raises(ModelLoadError, match=message):
+        fetch_model(f"oci://{oci.address}/{reference}", dest_dir=tmp_path, attempts=1)
+
+
+def test_a_pvc_path_is_read_in_place(
+    logreg_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claim = tmp_path / "claims" / "models-pvc" / "fraud"
+    claim.mkdir(parents=True)
+    (claim / "model.onnx").write_bytes(logreg_path.read_bytes())
+    monkeypatch.setenv("SERINUS_PVC_ROOT", str(tmp_path / "claims"))
+    fetched = fetch_model("pvc://models-pvc/fraud/model.onnx")
+    assert fetched.path == claim / "model.onnx"
+    assert fetch_model("pvc://models-pvc/fraud/").path == claim / "model.onnx"
+    with pytest.raises(ModelLoadError, match="a path inside the claim"):
+        fetch_model("pvc://models-pvc/../etc/passwd")
+    assert os.environ["SERINUS_PVC_ROOT"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("gs:///model.onnx", "names no bucket"),
+        ("az://models/m.onnx?sas_key=abc", "credentials go in the environment"),
+        ("gs://models/m.onnx?token=abc", "credentials go in the environment"),
+    ],
+)
+def test_gcs_and_azure_uris_are_checked_before_any_request(
+    uri: str, message: str, tmp_path: Path
+) -> None:
+    """No GCS or Azure emulator runs here: only what is decided before the first request."""
+    with pytest.raises(ModelLoadError, match=message):
+        fetch_model(uri, dest_dir=tmp_path)

@@ -1,0 +1,196 @@
+"""Real storage servers on 127.0.0.1 for the model-source tests.
+
+- ``MotoS3``: moto's S3 server (installed by ``hack/servers/install.sh`` into a venv of
+  its own), with an IAM user whose key the tests use and signature checking turned on, so
+  a wrong secret is refused as AWS would refuse it. It lacks what moto lacks: no real
+  durability, no multi-node behaviour, and only the S3 and IAM calls used here are
+  relied on.
+- ``Registry``: Debian's ``docker-registry`` (the CNCF distribution registry, the same code
+  as Docker Hub's), storing on disk, plain HTTP, anonymous. Artifacts are pushed with the
+  registry's own HTTP API, as ``oras push`` does (ORAS conventions: an empty config, one
+  layer per file named by its title annotation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.serve import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EMPTY_CONFIG = b"{}"
+
+_SETUP = """
+import json, sys
+import boto3
+from botocore.config import Config
+endpoint, files = sys.argv[1], json.loads(sys.argv[2])
+def client(service, key="test", secret="test"):
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret,
+                        config=Config(s3={"addressing_style": "path"}))
+iam = client("iam")
+iam.create_user(UserName="serinus")
+iam.put_user_policy(UserName="serinus", PolicyName="read", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="serinus")["AccessKey"]
+s3 = client("s3", key["AccessKeyId"], key["SecretAccessKey"])
+for bucket in sorted({name.split("/", 1)[0] for name in files}):
+    s3.create_bucket(Bucket=bucket)
+for name, path in files.items():
+    bucket, object_key = name.split("/", 1)
+    s3.upload_file(path, bucket, object_key)
+print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
+"""
+
+
+def _wait(url: str, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited {process.returncode}:\n{log.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url, timeout=1)
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} never answered:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def _process(args: list[str], log: Path, url: str, what: str) -> Iterator[None]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait(url, what, process, log)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass(frozen=True)
+class MotoS3:
+    endpoint: str
+    key: str
+    secret: str
+
+    def env(self, *, secret: str | None = None) -> dict[str, str]:
+        """The environment a server reads its S3 credentials from (as from a Secret)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret if secret is None else secret,
+            "AWS_REGION": "us-east-1",
+        }
+
+    def uri(self, bucket_key: str) -> str:
+        return f"s3://{bucket_key}?endpoint={self.endpoint}&path_style=true"
+
+
+def servers_dir() -> Path:
+    """Where hack/servers/install.sh put the servers (installing them if it has not)."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "hack" / "servers" / "install.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"hack/servers/install.sh failed:\n{result.stderr}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def moto_s3(files: dict[str, Path], log_dir: Path) -> Iterator[MotoS3]:
+    """moto's S3 holding ``files`` (``"bucket/key": local path``), checking signatures."""
+    venv = servers_dir() / "venv-moto"
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    args = [str(venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with _process(args, log_dir / "moto.log", f"{endpoint}/moto-api/", "moto_server"):
+        setup = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", _SETUP, endpoint,
+             json.dumps({k: str(v) for k, v in files.items()})],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert setup.returncode == 0, setup.stderr
+        key, secret = json.loads(setup.stdout)
+        # From here on, every request must be signed by a key moto knows.
+        httpx.post(f"{endpoint}/moto-api/reset-auth", content=b"0").raise_for_status()
+        yield MotoS3(endpoint, key, secret)
+
+
+@dataclass(frozen=True)
+class Registry:
+    address: str  # host:port
+
+    def push(self, repo: str, tag: str, files: dict[str, bytes]) -> str:
+        """Push ``files`` as an ORAS-style artifact; the manifest's digest."""
+        base = f"http://{self.address}/v2/{repo}"
+        layers = []
+        for name, data in [("", EMPTY_CONFIG), *files.items()]:
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            started = httpx.post(f"{base}/blobs/uploads/")
+            started.raise_for_status()
+            location = started.headers["location"]
+            location = (
+                location if location.startswith("http") else f"http://{self.address}{location}"
+            )
+            sep = "&" if "?" in location else "?"
+            octets = {"content-type": "application/octet-stream"}
+            uploaded = httpx.put(f"{location}{sep}digest={digest}", content=data, headers=octets)
+            uploaded.raise_for_status()
+            if name:
+                layers.append({
+                    "mediaType": "application/vnd.onnx.model" if name.endswith(".onnx")
+                    else "application/octet-stream",
+                    "digest": digest, "size": len(data),
+                    "annotations": {"org.opencontainers.image.title": name},
+                })  # fmt: skip
+        manifest = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.serinus.model.v1",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                       "digest": "sha256:" + hashlib.sha256(EMPTY_CONFIG).hexdigest(),
+                       "size": 2, "data": "e30="},
+            "layers": layers,
+        }).encode()  # fmt: skip
+        httpx.put(f"{base}/manifests/{tag}", content=manifest,
+                  headers={"content-type": "application/vnd.oci.image.manifest.v1+json"},
+                  ).raise_for_status()  # fmt: skip
+        return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+@contextlib.contextmanager
+def registry(directory: Path) -> Iterator[Registry]:
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is missing: make system-deps installs it (apt)")
+    port = free_port()
+    config = directory / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {directory / 'data'}}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+        "health: {storagedriver: {enabled: false}}\n"
+    )
+    with _process([binary, "serve", str(config)], directory / "registry.log",
+                  f"http://127.0.0.1:{port}/v2/", "docker-registry"):  # fmt: skip
+        yield Registry(f"127.0.0.1:{port}")
