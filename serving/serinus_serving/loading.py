@@ -1,13 +1,13 @@
 """Fetch a model from where it is kept, and know it by its content.
 
 The URI's scheme picks a source (``sources/``): a path, ``file://`` or ``pvc://`` is used in
-place; ``http(s)://``, ``s3://``, ``gs://``, ``az://`` and ``oci://`` are fetched into the
-model directory. A model is identified by its digest: the sha256 of its file, or of all its
-files for a model that is a directory (``sources.base.tree_sha256``). Fetched models are
-kept under ``DIR/sha256-DIGEST/``, so a second fetch with the expected digest reads nothing
-from the store, and a re-signed URL or a moved alias to the same bytes is the same model.
-Downloads stream to disk under a size limit, are retried on transient errors, and a digest
-mismatch is never retried (the bytes are wrong, not late).
+place; ``http(s)://``, ``s3://``, ``gs://``, ``az://``, ``oci://`` and MLflow's ``models:/``
+are fetched into the model directory. A model is identified by its digest: the sha256 of
+its file, or of all its files for a model that is a directory (``sources.base.tree_sha256``).
+Fetched models are kept under ``DIR/sha256-DIGEST/``, so a second fetch with the expected
+digest reads nothing from the store, and a re-signed URL or a moved alias to the same bytes
+is the same model. Downloads stream to disk under a size limit, are retried on transient
+errors, and a digest mismatch is never retried (the bytes are wrong, not late).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from serinus_serving.errors import ModelLoadError
 from serinus_serving.sources.base import Fetched, Limits, ModelSource, file_sha256, tree_sha256
 from serinus_serving.sources.http import HttpSource
 from serinus_serving.sources.local import LocalSource
+from serinus_serving.sources.mlflow import MlflowSource
 from serinus_serving.sources.object_store import ObjectStoreSource
 from serinus_serving.sources.oci import OciSource
 
@@ -45,7 +46,8 @@ SOURCES: dict[str, ModelSource] = {
     "az": ObjectStoreSource(),
     "oci": OciSource(),
 }
-_SCHEMES = "a path, file://, pvc://, http(s)://, s3://, gs://, az:// or oci://"
+SOURCES["models"] = MlflowSource(SOURCES.get)
+_SCHEMES = "a path, file://, pvc://, http(s)://, s3://, gs://, az://, oci:// or models:/"
 
 
 @dataclass(frozen=True, slots=True)

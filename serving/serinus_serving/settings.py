@@ -47,8 +47,8 @@ class ServeSettings:
     model_uri: Annotated[
         str,
         Opt(
-            "the model: a path, file://, pvc://, http(s)://, s3://, gs://, az:// or oci:// URI "
-            "(docs/models.md)",
+            "the model: a path, file://, pvc://, http(s)://, s3://, gs://, az://, oci:// or "
+            "models:/ URI (docs/models.md)",
             flag="--model",
             metavar="URI",
         ),

@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,9 +71,13 @@ def _wait(url: str, what: str, process: subprocess.Popen[bytes], log: Path) -> N
 
 
 @contextlib.contextmanager
-def _process(args: list[str], log: Path, url: str, what: str) -> Iterator[None]:
+def _process(
+    args: list[str], log: Path, url: str, what: str, env: dict[str, str] | None = None
+) -> Iterator[None]:
     with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     try:
         _wait(url, what, process, log)
         yield
@@ -194,3 +200,57 @@ def registry(directory: Path) -> Iterator[Registry]:
     with _process([binary, "serve", str(config)], directory / "registry.log",
                   f"http://127.0.0.1:{port}/v2/", "docker-registry"):  # fmt: skip
         yield Registry(f"127.0.0.1:{port}")
+
+
+@dataclass(frozen=True)
+class Mlflow:
+    """A real MLflow tracking server and model registry (SQLite, artifacts on disk, served
+    through its artifact proxy). Models are registered with its REST API, as a client
+    library would; what it lacks: no authentication (MLflow's basic-auth app is not on)."""
+
+    url: str
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+    def register(self, name: str, files: dict[str, bytes]) -> str:
+        """A new version of ``name`` holding ``files``: its number."""
+        api = "/api/2.0/mlflow"
+        exp = self._call("POST", f"{api}/experiments/create", json={"name": f"e-{time.time_ns()}"})
+        run = self._call("POST", f"{api}/runs/create", json={"experiment_id": exp["experiment_id"]})
+        info = run["run"]["info"]
+        location = f"{info['artifact_uri']}/model"
+        relative = location.removeprefix("mlflow-artifacts:").lstrip("/")
+        for file, data in files.items():
+            self._call(
+                "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{relative}/{file}", content=data
+            )
+        with contextlib.suppress(httpx.HTTPStatusError):  # exists already
+            self._call("POST", f"{api}/registered-models/create", json={"name": name})
+        version = self._call(
+            "POST", f"{api}/model-versions/create",
+            json={"name": name, "source": location, "run_id": info["run_id"]},
+        )["model_version"]  # fmt: skip
+        return str(version["version"])
+
+    def alias(self, name: str, alias: str, version: str) -> None:
+        self._call("POST", "/api/2.0/mlflow/registered-models/alias",
+                   json={"name": name, "alias": alias, "version": version})  # fmt: skip
+
+
+@contextlib.contextmanager
+def mlflow(directory: Path) -> Iterator[Mlflow]:
+    venv = servers_dir() / "venv-mlflow"
+    port = free_port()
+    args = [
+        str(venv / "bin" / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{directory / 'db.sqlite'}",
+        "--artifacts-destination", str(directory / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    quiet = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job runner
+    with _process(args, directory / "mlflow.log", f"{url}/health", "mlflow server", quiet):
+        yield Mlflow(url)

@@ -85,8 +85,12 @@ class Sink:
         return self.target
 
     def abort(self) -> None:
+        """Drop the file; its bytes no longer count against the budget (a retry may
+        fetch them again)."""
         self._out.close()
         self.partial.unlink(missing_ok=True)
+        self.budget[0] += self.size
+        self.size = 0
 
 
 def retrying(what: str, attempts: int, fn: Callable[[], T]) -> T:

@@ -221,7 +221,6 @@ def _blob(
                 sink.write(chunk)
     except httpx.TransportError as exc:
         sink.abort()
-        budget[0] += sink.size
         raise Retryable(str(exc)) from exc
     except BaseException:
         sink.abort()

@@ -18,7 +18,7 @@ from serinus_serving.errors import ModelLoadError
 from serinus_serving.loading import fetch_model
 from serinus_serving.sources.base import tree_sha256
 from support.serve import serve
-from support.stores import MotoS3, Registry, moto_s3, registry
+from support.stores import Mlflow, MotoS3, Registry, mlflow, moto_s3, registry
 
 pytestmark = pytest.mark.integration
 
@@ -194,3 +194,61 @@ def test_gcs_and_azure_uris_are_checked_before_any_request(
     """No GCS or Azure emulator runs here: only what is decided before the first request."""
     with pytest.raises(ModelLoadError, match=message):
         fetch_model(uri, dest_dir=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow]:
+    with mlflow(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
+
+
+MLMODEL = b"flavors:\n  onnx:\n    data: model.onnx\n"
+
+
+def test_an_mlflow_version_and_alias_resolve_to_the_version_files(
+    registry_server: Mlflow,
+    logreg_path: Path,
+    zipmap_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_server.url)
+    v1 = registry_server.register(
+        "fraud", {"MLmodel": MLMODEL, "model.onnx": logreg_path.read_bytes()}
+    )
+    v2 = registry_server.register(
+        "fraud", {"MLmodel": MLMODEL, "model.onnx": zipmap_path.read_bytes()}
+    )
+    registry_server.alias("fraud", "champion", v1)
+    first = fetch_model("models:/fraud@champion", dest_dir=tmp_path)
+    pinned = fetch_model(f"models:/fraud/{v1}", dest_dir=tmp_path)
+    assert first == pinned  # the alias is the version: the same model, kept once
+    assert first.path.read_bytes() == logreg_path.read_bytes()
+    assert (first.path.parent / "MLmodel").read_bytes() == MLMODEL
+    registry_server.alias("fraud", "champion", v2)  # the alias moves to new bytes
+    moved = fetch_model("models:/fraud@champion", dest_dir=tmp_path)
+    assert moved.sha256 != first.sha256
+    assert moved.path.read_bytes() == zipmap_path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("models:/fraud@nobody", "nobody"),
+        ("models:/fraud/99", "99"),
+        ("models:/nothing/1", "nothing"),
+        ("models:/fraud", "is not models:/NAME/VERSION or models:/NAME@ALIAS"),
+    ],
+)
+def test_mlflow_failures_are_explained(
+    registry_server: Mlflow,
+    logreg_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    uri: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_server.url)
+    registry_server.register("fraud", {"model.onnx": logreg_path.read_bytes()})
+    with pytest.raises(ModelLoadError, match=message):
+        fetch_model(uri, dest_dir=tmp_path, attempts=1)
