@@ -15,7 +15,29 @@ from serinus_operator.api.names import REVISION_LENGTH
 from serinus_operator.api.wire import encode, refines, wire
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_URI_PREFIXES: Final = ("http://", "https://", "file://", "/")
+#: What ``serinus serve --model`` fetches (docs/models.md); the CRD's pattern says the same.
+_URI_PREFIXES: Final = (
+    "http://", "https://", "file://", "/", "s3://", "gs://", "az://", "oci://", "pvc://",
+    "models:/",
+)  # fmt: skip
+_SCHEMES: Final = "https://, http://, s3://, gs://, az://, oci://, models:/, pvc://, file://"
+#: A Kubernetes object name (RFC 1123 subdomain): Secrets and ServiceAccounts.
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_CLAIM_NAME = re.compile(r"^pvc://([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)/[^/]")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+
+
+@dataclass(frozen=True)
+class CredentialsSpec:
+    """Where the pods find the store's credentials: a Secret whose keys are the variables
+    the store's SDK reads (``AWS_ACCESS_KEY_ID``, ``MLFLOW_TRACKING_TOKEN``, …), given to
+    the server as its environment. The values never reach the spec, status or Events."""
+
+    secret_ref: SecretRef | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +46,7 @@ class ModelSpec:
     version: str
     sha256: str | None = None
     profile: str | None = None
+    credentials: CredentialsSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return encode(self)
@@ -34,13 +57,17 @@ def _check_model(model: ModelSpec, _: Mapping[str, Any], path: str) -> ModelSpec
     if not model.uri.startswith(_URI_PREFIXES):
         raise SpecError(
             f"{path}.uri",
-            f"unsupported location {model.uri!r}: use https://, http://, file:// or an "
-            "absolute path",
+            f"unsupported location {model.uri!r}: use {_SCHEMES} or an absolute path",
         )
+    if model.uri.startswith("pvc://") and not _CLAIM_NAME.match(model.uri):
+        raise SpecError(f"{path}.uri", "expected pvc://CLAIM/PATH with CLAIM a PVC's name")
+    secret = model.credentials.secret_ref if model.credentials else None
+    if secret is not None and not _OBJECT_NAME.match(secret.name):
+        raise SpecError(f"{path}.credentials.secretRef.name", "expected a Secret's name")
     if model.sha256 is not None and not _SHA256.match(model.sha256):
         raise SpecError(f"{path}.sha256", "expected 64 lowercase hex digits (sha256sum output)")
     if model.profile is not None and not model.profile.startswith(_URI_PREFIXES):
-        raise SpecError(f"{path}.profile", "use https://, http://, file:// or an absolute path")
+        raise SpecError(f"{path}.profile", f"use {_SCHEMES} or an absolute path")
     return model
 
 
@@ -74,9 +101,25 @@ class ServingSpec:
     resources: ResourcesSpec = field(default_factory=ResourcesSpec, metadata=wire(omit_empty=True))
     batching: BatchingSpec = field(default_factory=BatchingSpec)
     env: Mapping[str, str] = field(default_factory=dict, metadata=wire(codec=ENV, omit_empty=True))
+    #: The pods' ServiceAccount, for workload identity (IRSA, GKE, Azure) to the model store.
+    service_account_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return encode(self)
+
+
+@refines(ServingSpec)
+def _check_serving(serving: ServingSpec, _: Mapping[str, Any], path: str) -> ServingSpec:
+    name = serving.service_account_name
+    if name is not None and not _OBJECT_NAME.match(name):
+        raise SpecError(f"{path}.serviceAccountName", "expected a ServiceAccount's name")
+    return serving
+
+
+def pvc_claim(uri: str) -> str | None:
+    """The claim a ``pvc://CLAIM/PATH`` model is on."""
+    match = _CLAIM_NAME.match(uri)
+    return match[1] if match else None
 
 
 def revision_of(model: ModelSpec, serving: ServingSpec) -> str:

@@ -9,11 +9,13 @@ settings), never of its role: promotion relabels nothing and restarts no pod.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
 from serinus_operator.api import GROUP, ModelDeployment, ModelSpec, ServingSpec
+from serinus_operator.api.model import pvc_claim
 from serinus_operator.resources import pods
 from serinus_operator.resources.config import BuildConfig
 from serinus_operator.resources.meta import (
@@ -27,6 +29,8 @@ from serinus_operator.resources.meta import (
 SERVER_CONTAINER: Final = "server"
 MODEL_VOLUME: Final = "model"
 MODEL_DIR: Final = "/models"
+#: Where ``pvc://CLAIM/…`` claims are mounted: ``serinus serve``'s default SERINUS_PVC_ROOT.
+PVC_ROOT: Final = "/mnt/models"
 VERSION_ANNOTATION: Final = f"{GROUP}/version"
 #: On SIGTERM ``serinus serve`` reports unready but keeps serving this long, so endpoints,
 #: kube-proxy and the router's connection pools stop sending before it stops listening...
@@ -102,6 +106,23 @@ def server_probes(progress_deadline: timedelta) -> dict[str, dict[str, Any]]:
     }
 
 
+def model_volumes(
+    ref: RevisionTemplate, *, config: BuildConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(mounts, volumes)`` for the model: the emptyDir fetched models are kept in and,
+    for ``pvc://CLAIM/…`` models and profiles, each claim read-only at ``/mnt/models/CLAIM``
+    (where ``serinus serve`` looks for it)."""
+    mounts: list[dict[str, Any]] = [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}]
+    volumes = [pods.empty_dir(MODEL_VOLUME, size_limit=config.model_volume_limit)]
+    claims = {pvc_claim(uri) for uri in (ref.model.uri, ref.model.profile or "")} - {None}
+    for claim in sorted(c for c in claims if c is not None):
+        volume = "claim-" + hashlib.sha256(claim.encode()).hexdigest()[:12]
+        mounts.append({"name": volume, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        claim_source = {"claimName": claim, "readOnly": True}
+        volumes.append({"name": volume, "persistentVolumeClaim": claim_source})
+    return mounts, volumes
+
+
 def revision_deployment(
     md: ModelDeployment,
     ref: RevisionTemplate,
@@ -119,7 +140,8 @@ def revision_deployment(
     """
     name, revision = md.name, ref.revision
     pod_labels = labels(name, component=COMPONENT_SERVER, revision=revision)
-    serving = ref.serving
+    serving, credentials = ref.serving, ref.model.credentials
+    mounts, volumes = model_volumes(ref, config=config)
     server = pods.container(
         SERVER_CONTAINER,
         image=serving.image or config.serving_image,
@@ -128,17 +150,20 @@ def revision_deployment(
         env=pods.env_list(BASE_ENV, serving.env),
         resources=serving.resources,
         probes=server_probes(md.spec.progress_deadline),
-        mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}, pods.tmp_mount()],
+        mounts=[*mounts, pods.tmp_mount()],
+        env_from_secret=credentials.secret_ref.name
+        if credentials and credentials.secret_ref
+        else None,
     )
     pod = pods.pod_spec(
         [server],
         config=config,
-        volumes=[
-            pods.empty_dir(MODEL_VOLUME, size_limit=config.model_volume_limit),
-            pods.tmp_volume(),
-        ],
+        volumes=[*volumes, pods.tmp_volume()],
         grace_seconds=SERVER_GRACE_SECONDS,
-        automount_token=False,  # serving pods never call the Kubernetes API
+        # Serving pods never call the Kubernetes API; a ServiceAccount named for workload
+        # identity gets its token, which the cloud's identity webhook may need.
+        automount_token=serving.service_account_name is not None,
+        service_account=serving.service_account_name,
         spread=revision_selector(name, revision),
     )
     meta = object_meta(

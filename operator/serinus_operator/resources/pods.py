@@ -132,8 +132,10 @@ def container(
     probes: Mapping[str, Mapping[str, Any]],
     mounts: Sequence[Mapping[str, Any]],
     lifecycle: Mapping[str, Any] | None = None,
+    env_from_secret: str | None = None,
 ) -> dict[str, Any]:
-    """A hardened container running ``serinus`` with ``args``.
+    """A hardened container running ``serinus`` with ``args``; ``env_from_secret``: a
+    Secret whose keys become environment variables (credentials, by reference only).
 
     ``command`` is explicit so the pod does not depend on the image's entrypoint.
     """
@@ -148,6 +150,8 @@ def container(
         out["imagePullPolicy"] = config.image_pull_policy
     if env:
         out["env"] = [dict(e) for e in env]
+    if env_from_secret is not None:
+        out["envFrom"] = [{"secretRef": {"name": env_from_secret}}]
     requirements = resource_requirements(resources)
     if requirements:
         out["resources"] = requirements

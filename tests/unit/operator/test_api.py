@@ -132,7 +132,11 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
     ("path", "value", "field", "hint"),
     [
         ("model", None, "spec.model", "model.uri"),
-        ("model.uri", "s3://bucket/m.onnx", "spec.model.uri", "https://"),
+        ("model.uri", "ftp://host/m.onnx", "spec.model.uri", "s3://"),
+        ("model.uri", "pvc:///m.onnx", "spec.model.uri", "pvc://CLAIM/PATH"),
+        ("model.credentials", {"secretRef": {"name": "Bad_Name"}}, "secretRef.name", "Secret"),
+        ("model.credentials", {"secretRef": {}}, "secretRef.name", "required"),
+        ("serving.serviceAccountName", "-x", "serving.serviceAccountName", "ServiceAccount"),
         ("model.version", None, "spec.model.version", "required"),
         ("model.sha256", "ABC", "spec.model.sha256", "64 lowercase hex"),
         ("model.shaa256", "x", "spec.model.shaa256", "did you mean 'sha256'"),

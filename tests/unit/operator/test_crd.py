@@ -377,7 +377,19 @@ SCHEMA_CASES: list[tuple[str, dict[str, Any]]] = [
     ("bad duration", with_spec(progressDeadline="10 minutes")),
     ("zero replicas", with_spec(replicas=0)),
     ("bad sha", with_spec(model={"uri": "/m.onnx", "version": "v1", "sha256": "nope"})),
-    ("s3 uri", with_spec(model={"uri": "s3://b/m.onnx", "version": "v1"})),
+    ("ftp uri", with_spec(model={"uri": "ftp://b/m.onnx", "version": "v1"})),
+    ("pvc without claim", with_spec(model={"uri": "pvc:///m.onnx", "version": "v1"})),
+    (
+        "bad secret name",
+        with_spec(
+            model={
+                "uri": "s3://b/m",
+                "version": "v1",
+                "credentials": {"secretRef": {"name": "A_B"}},
+            }
+        ),
+    ),
+    ("bad service account", with_spec(serving={"serviceAccountName": "-sa"})),
     ("no version", with_spec(model={"uri": "/m.onnx"})),
     ("typo", with_spec(strategyy={})),
     ("mirror 0", with_spec(strategy={"type": "Shadow", "shadow": {"mirrorPercent": 0}})),

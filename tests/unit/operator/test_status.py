@@ -276,6 +276,6 @@ def test_a_record_missing_keys_reads_with_the_old_defaults() -> None:
 def test_a_stored_template_is_checked_like_a_spec() -> None:
     with pytest.raises(SpecError) as err:
         RolloutStatus.from_dict(
-            {"stable": {"template": {"model": {"uri": "s3://m", "version": "v1"}}, "since": "x"}}
+            {"stable": {"template": {"model": {"uri": "ftp://m", "version": "v1"}}, "since": "x"}}
         )
     assert err.value.field == "status.stable.template.model.uri"

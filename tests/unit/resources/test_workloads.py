@@ -247,6 +247,50 @@ def test_serving_spec_reaches_the_container() -> None:
     assert dep["spec"]["progressDeadlineSeconds"] == 1800
 
 
+def test_a_model_in_a_store_gets_its_credentials_by_reference_and_its_claim_mounted() -> None:
+    """Credentials reach the server as a Secret reference (never values); a named
+    ServiceAccount gets its token (workload identity); a pvc:// model's claim is mounted
+    read-only where the server looks for it."""
+    model = {
+        "uri": "pvc://models-pvc/fraud/v7/model.onnx",
+        "version": "v7",
+        "profile": "s3://profiles/fraud/v7.json",
+        "credentials": {"secretRef": {"name": "fraud-store"}},
+    }
+    serving = {"serviceAccountName": "fraud-reader"}
+    md = ex.model_deployment({"model": model, "serving": serving, "strategy": ex.CANARY})
+    ref = ex.current_ref(md)
+    dep = r.revision_deployment(md, ref, replicas=1, config=ex.CONFIG, owner_uid=UID)
+    kit.k8s_validate(dep)
+    c, pod = _server(dep), dep["spec"]["template"]["spec"]
+    assert c["envFrom"] == [{"secretRef": {"name": "fraud-store"}}]
+    assert pod["serviceAccountName"] == "fraud-reader"
+    assert pod["automountServiceAccountToken"] is True
+    [claim] = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claim["persistentVolumeClaim"] == {"claimName": "models-pvc", "readOnly": True}
+    [mount] = [m for m in c["volumeMounts"] if m["name"] == claim["name"]]
+    assert mount == {"name": claim["name"], "mountPath": "/mnt/models/models-pvc", "readOnly": True}
+    assert c["args"][c["args"].index("--model") + 1] == model["uri"]
+    # Without any of it: no Secret, no token, only the emptyDir and /tmp.
+    plain = r.revision_deployment(
+        ex.model_deployment({"model": ex.V7, "strategy": ex.CANARY}),
+        ex.ref_of(ex.V7), replicas=1, config=ex.CONFIG,
+    )  # fmt: skip
+    assert "envFrom" not in _server(plain)
+    assert plain["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert all("emptyDir" in v for v in plain["spec"]["template"]["spec"]["volumes"])
+
+
+def test_credentials_and_service_account_are_part_of_the_revision() -> None:
+    """Pods with other credentials or another identity are other pods: a new revision.
+    Without them, the revision of an existing spec is what it was."""
+    base = ex.ref_of(ex.V7)
+    secret = ex.ref_of({**ex.V7, "credentials": {"secretRef": {"name": "s"}}})
+    account = ex.ref_of(ex.V7, {"serviceAccountName": "sa"})
+    assert len({base.revision, secret.revision, account.revision}) == 3
+    assert base.revision == ex.ref_of(dict(ex.V7)).revision
+
+
 def test_env_order_does_not_change_the_pod_template() -> None:
     """The revision hash ignores env order; so must the pods, or a reordering would restart
     them without a rollout."""
