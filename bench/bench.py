@@ -1,13 +1,17 @@
 """Benchmark ``serinus serve`` against MLServer, KServe and a bare ASGI floor.
 
-Every server gets the same small ONNX model (bench/make_model.py) and the same OIP v2 JSON
+Every server gets the same ONNX model (bench/make_model.py) and the same OIP v2 JSON
 request, runs on core 0 (taskset) with ONNX Runtime on one intra-op and one inter-op
 thread, and is loaded by wrk on core 1 at concurrency 1 and 16. Rounds are interleaved
 (each round starts every server afresh, in a rotated order, and measures both
 concurrencies) and the median of the rounds is reported per server and concurrency.
+Two models, each its own run: ``logreg`` (a small logistic regression) and ``mlp`` (an
+MLP of 0.9 M parameters, where one runtime call for many rows is far cheaper than one call
+per row). For ``mlp`` MLServer runs with its own adaptive batching on.
 
 Run through ``make bench`` (bench/run.sh installs wrk and the peers' venvs first).
 Knobs (environment):
+  BENCH_MODEL    comma-separated models, each run in turn: logreg, mlp (default both)
   BENCH_ROUNDS   rounds (default 3)
   BENCH_SECONDS  seconds per wrk run (default 5)
   BENCH_WARMUP   seconds of unmeasured load after each start (default 1)
@@ -16,8 +20,12 @@ Knobs (environment):
                  of the server's or wrk's core while it ran (default 5) ...
   BENCH_RETRIES  ... and is measured again up to this many times (default 2)
   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  the two cores (default 0 and 1)
-Writes .bench/results.json and .bench/results.md; prints the markdown table to stdout and
-progress to stderr.
+  BENCH_MLSERVER_MAX_BATCH_SIZE  MLServer's ``max_batch_size`` (default 0, batching off, for
+                 logreg; 16, its best case at concurrency 16, for mlp); 0 or 1 turns it off
+  BENCH_MLSERVER_MAX_BATCH_TIME_MS  MLServer's ``max_batch_time`` in ms (default 2, as
+                 serinus's --max-batch-latency-ms)
+Writes .bench/results.json and .bench/results.md (logreg), .bench/results-mlp.json and
+.bench/results-mlp.md (mlp); prints each markdown table to stdout and progress to stderr.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,12 +56,13 @@ from types import FrameType
 from typing import Any
 
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 OUT = ROOT / ".bench"
 LOGS = OUT / "logs"
-MODEL_DIR = OUT / "model"
+MODEL_DIR = OUT / "model"  # the model being benchmarked (set per model by run())
 PIDFILE = OUT / "run" / "servers.pgids"
 LUA = BENCH / "infer.lua"
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
@@ -68,6 +78,16 @@ RETRY_PAUSE = 1.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 ALL_SERVERS = ("serinus", "serinus-unbatched", "mlserver", "kserve", "floor")
+#: The models of bench/make_model.py, in the order `make bench` runs them.
+ALL_MODELS = ("logreg", "mlp")
+#: MLServer's adaptive batching per model, unless BENCH_MLSERVER_MAX_BATCH_SIZE says: off
+#: for the small model (as in every earlier run), on for the MLP. Its batcher waits until
+#: max_batch_size requests are queued or max_batch_time has passed: with 32 (serinus's
+#: default) it can never fill at concurrency 16 and waits out every max_batch_time, so it
+#: gets 16, the size that is its best case at concurrency 16 (about a third more requests/s
+#: than with 32 on this MLP), and serinus's 2 ms as the wait.
+MLSERVER_BATCH_DEFAULTS = {"logreg": 0, "mlp": 16}
+MLSERVER_BATCH_TIME_MS = 2.0
 SERINUS_VARIANTS = ("serinus", "serinus-unbatched")
 UNBATCHED_FLAGS = ("--max-batch-size", "0")
 
@@ -116,6 +136,51 @@ class ServerSpec:
     build: Callable[[int, Path], Launch]
     #: Why it cannot run here, or None.
     unavailable: Callable[[], str | None]
+    #: Runtime calls, rows and seconds in the runtime so far, for a server that batches.
+    batch_counters: Callable[[Running], BatchCounters | None] | None = None
+
+
+@dataclass(frozen=True)
+class BatchCounters:
+    calls: float
+    rows: float
+    seconds: float
+
+
+def _serinus_counters(running: Running) -> BatchCounters | None:
+    """From serinus's /metrics: ``serinus_batch_size`` (rows per runtime call) and
+    ``serinus_inference_duration_seconds`` (time in the runtime per call)."""
+    with httpx.Client(timeout=5.0, trust_env=False) as client:
+        response = client.get(running.base_url + "/metrics")
+    if response.status_code != 200:
+        return None
+    found: dict[str, float] = {}
+    for match in _SERINUS_SERIES.finditer(response.text):
+        found[match.group(1)] = float(match.group(2))
+    try:
+        return BatchCounters(
+            found["batch_size_count"],
+            found["batch_size_sum"],
+            found["inference_duration_seconds_sum"],
+        )
+    except KeyError:
+        return None
+
+
+_SERINUS_SERIES = re.compile(
+    r"^serinus_(batch_size_(?:sum|count)|inference_duration_seconds_sum)\{[^}]*\} (\S+)$",
+    re.MULTILINE,
+)
+
+
+def _mlserver_counters(running: Running) -> BatchCounters | None:
+    """From the bench runtime's own ``GET /bench/batch-stats`` (peers/mlserver_runtime.py)."""
+    with httpx.Client(timeout=5.0, trust_env=False) as client:
+        response = client.get(running.base_url + "/bench/batch-stats")
+    if response.status_code != 200:
+        return None
+    stats = response.json()
+    return BatchCounters(float(stats["calls"]), float(stats["rows"]), float(stats["seconds"]))
 
 
 @functools.cache
@@ -190,7 +255,7 @@ def _floor(port: int, _workdir: Path) -> Launch:
         "--log-level",
         "warning",
     ]
-    env = {"BENCH_MODEL": str(MODEL_DIR / "model.onnx"), "BENCH_MODEL_NAME": model_name()}
+    env = {"BENCH_MODEL_PATH": str(MODEL_DIR / "model.onnx"), "BENCH_MODEL_NAME": model_name()}
     return Launch(argv, env)
 
 
@@ -206,6 +271,22 @@ def _venv_unavailable(venv: Path, label: str) -> Callable[[], str | None]:
     return check
 
 
+def mlserver_batching() -> tuple[int, float] | None:
+    """MLServer's ``max_batch_size`` and ``max_batch_time`` (seconds) for this model, or None
+    when its adaptive batching is off (MLServer turns it on for a size above 1)."""
+    size = env_int("BENCH_MLSERVER_MAX_BATCH_SIZE", MLSERVER_BATCH_DEFAULTS[model_kind()])
+    raw = os.environ.get("BENCH_MLSERVER_MAX_BATCH_TIME_MS", "").strip()
+    try:
+        ms = float(raw) if raw else MLSERVER_BATCH_TIME_MS
+    except ValueError:
+        raise BenchError(
+            f"BENCH_MLSERVER_MAX_BATCH_TIME_MS must be a number, got {raw!r}"
+        ) from None
+    if size <= 1 or ms <= 0:
+        return None
+    return size, ms / 1000
+
+
 def _mlserver(port: int, workdir: Path) -> Launch:
     # One process: parallel_workers 0 runs inference in the server process itself (1 would
     # fork one worker process next to it). gRPC cannot be turned off; it gets a free port.
@@ -219,11 +300,16 @@ def _mlserver(port: int, workdir: Path) -> Launch:
         "metrics_port": free_port(),
         "load_models_at_startup": True,
     }
-    model_settings = {
+    model_settings: dict[str, Any] = {
         "name": model_name(),
         "implementation": "mlserver_runtime.OnnxRuntimeModel",
         "parameters": {"uri": str(MODEL_DIR / "model.onnx"), "version": "1"},
     }
+    batching = mlserver_batching()
+    if batching is not None:
+        # MLServer's adaptive batching: requests queue until max_batch_size of them are
+        # there or max_batch_time has passed since the first; then one merged predict().
+        model_settings["max_batch_size"], model_settings["max_batch_time"] = batching
     (workdir / "settings.json").write_text(json.dumps(settings, indent=2))
     (workdir / model_name()).mkdir(exist_ok=True)
     (workdir / model_name() / "model-settings.json").write_text(
@@ -249,6 +335,18 @@ def _kserve(port: int, _workdir: Path) -> Launch:
     return Launch(argv)
 
 
+def _mlserver_description() -> str:
+    text = "MLServer, custom ONNX Runtime MLModel, parallel_workers=0"
+    batching = mlserver_batching()
+    if batching is None:
+        return text + ", adaptive batching off"
+    size, seconds = batching
+    return (
+        f"{text}, adaptive batching ON (max_batch_size {size}, "
+        f"max_batch_time {seconds * 1000:g} ms)"
+    )
+
+
 def server_specs() -> dict[str, ServerSpec]:
     mlserver, kserve = OUT / "venv-mlserver", OUT / "venv-kserve"
     return {
@@ -257,6 +355,7 @@ def server_specs() -> dict[str, ServerSpec]:
             "serinus serve (defaults: adaptive batching up to 32 rows)",
             _serinus(False),
             _serinus_unavailable,
+            _serinus_counters,
         ),
         "serinus-unbatched": ServerSpec(
             "serinus-unbatched",
@@ -266,9 +365,10 @@ def server_specs() -> dict[str, ServerSpec]:
         ),
         "mlserver": ServerSpec(
             "mlserver",
-            "MLServer, custom ONNX Runtime MLModel, parallel_workers=0",
+            _mlserver_description(),
             _mlserver,
             _venv_unavailable(mlserver, "MLServer"),
+            _mlserver_counters,
         ),
         "kserve": ServerSpec(
             "kserve",
@@ -401,6 +501,21 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
 
 
 _META: dict[str, Any] = {}
+MODEL_KIND = "logreg"  # the model being benchmarked (set per model by run())
+
+
+def model_kind() -> str:
+    return MODEL_KIND
+
+
+def model_dir_for(kind: str) -> Path:
+    return OUT / "model" if kind == "logreg" else OUT / f"model-{kind}"
+
+
+def results_stem(kind: str) -> str:
+    """``results`` for the small model (the file name every earlier run wrote), else
+    ``results-<kind>``."""
+    return "results" if kind == "logreg" else f"results-{kind}"
 
 
 def meta() -> dict[str, Any]:
@@ -417,43 +532,95 @@ def infer_path() -> str:
     return f"/v2/models/{model_name()}/infer"
 
 
-def build_model() -> None:
+def build_model(kind: str = "logreg") -> None:
+    """Build ``kind`` into MODEL_DIR (router, shadow and drift benches: the small model)."""
     subprocess.run(
-        [str(PROJECT_PY), str(BENCH / "make_model.py"), str(MODEL_DIR)],
+        [str(PROJECT_PY), str(BENCH / "make_model.py"), str(MODEL_DIR), kind],
         check=True,
         stdout=subprocess.DEVNULL,
     )
     _META.clear()
 
 
-def check_response(running: Running) -> None:
-    """One request through httpx: 200 and the label ONNX Runtime gives when called directly."""
-    body = (MODEL_DIR / "request.json").read_bytes()
+def _post_and_check(
+    client: httpx.Client, running: Running, body: bytes, label: int, reference: list[float]
+) -> None:
+    """POST one body; 200 and the label and probabilities ONNX Runtime gave for it."""
     name = running.spec.name
-    with httpx.Client(timeout=10.0, trust_env=False) as client:
-        response = client.post(
-            running.base_url + infer_path(),
-            content=body,
-            headers={"content-type": "application/json"},
-        )
+    response = client.post(
+        running.base_url + infer_path(),
+        content=body,
+        headers={"content-type": "application/json"},
+    )
     if response.status_code != 200:
         raise BenchError(f"{name} answered {response.status_code}: {response.text[:300]}")
     try:
         outputs = {o["name"]: o for o in response.json()["outputs"]}
-        label = int(outputs["label"]["data"][0])
+        got = int(outputs["label"]["data"][0])
         probabilities = [float(p) for p in outputs["probabilities"]["data"]]
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise BenchError(
             f"{name} gave an unexpected body ({exc!r}): {response.text[:300]}"
         ) from exc
-    expected = meta()["expected_label"]
-    if label != expected:
-        raise BenchError(f"{name} says label {label}, ONNX Runtime says {expected}")
-    reference = meta()["expected_probabilities"]
+    if got != label:
+        raise BenchError(f"{name} says label {got}, ONNX Runtime says {label}")
     if len(probabilities) != len(reference) or any(
         not math.isclose(p, q, abs_tol=1e-5) for p, q in zip(probabilities, reference, strict=False)
     ):
         raise BenchError(f"{name} probabilities {probabilities} differ from {reference}")
+
+
+def check_response(running: Running) -> None:
+    """One request through httpx: 200 and the label ONNX Runtime gives when called directly."""
+    body = (MODEL_DIR / "request.json").read_bytes()
+    with httpx.Client(timeout=10.0, trust_env=False) as client:
+        _post_and_check(
+            client, running, body, meta()["expected_label"], meta()["expected_probabilities"]
+        )
+
+
+def check_concurrent(running: Running, repeats: int = 3) -> None:
+    """Distinct rows (meta's ``check_rows``), one request each, sent at once from as many
+    connections: each answer must be its own row's, so a server that merges requests into
+    one runtime call must also split the result back right."""
+    checks = meta().get("check_rows") or []
+    if not checks:
+        return
+    gate = threading.Barrier(len(checks))
+    failures: list[Exception] = []
+
+    def one(check: dict[str, Any]) -> None:
+        body = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": meta()["input_name"],
+                        "shape": [1, len(check["data"])],
+                        "datatype": "FP32",
+                        "data": check["data"],
+                    }
+                ]
+            }
+        )
+        try:
+            with httpx.Client(timeout=10.0, trust_env=False) as client:
+                for _ in range(repeats):
+                    gate.wait(10.0)
+                    _post_and_check(client, running, body, check["label"], check["probabilities"])
+        except Exception as exc:
+            gate.abort()
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in checks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:  # the first real failure, not the broken barrier it left the others
+        real = [f for f in failures if not isinstance(f, threading.BrokenBarrierError)]
+        raise BenchError(
+            f"{running.spec.name}, {len(checks)} distinct rows at once: {(real or failures)[0]}"
+        )
 
 
 _RESULT = re.compile(r"^BENCH_RESULT (\{.*\})$", re.MULTILINE)
@@ -648,6 +815,7 @@ def summarize(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dic
             # Rounds measured while other work shared the bench cores are left out of the
             # median when there are undisturbed ones (they are still in "runs").
             rounds = [r for r in measured if not r["disturbed"]] or measured
+            batches = [r["batches"] for r in rounds if r.get("batches")]
             summary.setdefault(server, {})[str(conc)] = {
                 "rps": statistics.median(r["rps"] for r in rounds),
                 "p50_us": statistics.median(r["p50_us"] for r in rounds),
@@ -656,6 +824,19 @@ def summarize(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dic
                 "rps_max": max(r["rps"] for r in rounds),
                 "server_cpu_util": statistics.median(r["server_cpu_util"] for r in rounds),
                 "client_cpu_util": statistics.median(r["client_cpu_util"] for r in rounds),
+                # Server CPU per request: what a request costs the server, whatever the
+                # machine's noise did to requests/s.
+                "server_cpu_us_per_request": statistics.median(
+                    r["server_cpu_util"] * 1e6 / r["rps"] for r in rounds
+                ),
+                "rows_per_call": (
+                    statistics.median(b["rows_per_call"] for b in batches) if batches else None
+                ),
+                "runtime_us_per_call": (
+                    statistics.median(b["runtime_us_per_call"] for b in batches)
+                    if batches
+                    else None
+                ),
                 "disturbed_in_median": sum(1 for r in rounds if r["disturbed"]),
                 "rounds": len(measured),
                 "rounds_in_median": len(rounds),
@@ -708,30 +889,66 @@ def versions_line(result: dict[str, Any]) -> str:
     return ", ".join(parts) + "."
 
 
+#: Issue 16: with adaptive batching on both sides, serinus at least this many times
+#: MLServer's requests/s at concurrency 16.
+MLSERVER_BATCHED_GOAL = 3.0
+
+
+def mlserver_goal(result: dict[str, Any]) -> str | None:
+    """The issue-16 line: serinus ÷ MLServer (its batching on) requests/s at c=16."""
+    if not result["config"].get("mlserver_batching"):
+        return None
+    for r in result["ratios"]:
+        if r["serinus"] == "serinus" and r["peer"] == "mlserver" and r["concurrency"] == 16:
+            verdict = "met" if r["rps"] >= MLSERVER_BATCHED_GOAL else "NOT met"
+            return (
+                f"serinus ÷ MLServer (both batching) at c=16: **{r['rps']:.2f}x** requests/s, "
+                f"p99 {r['p99']:.2f}x; goal >= {MLSERVER_BATCHED_GOAL:g}x: {verdict}."
+            )
+    return None
+
+
 def markdown(result: dict[str, Any]) -> str:
     summary, specs = result["summary"], result["servers"]
     m = result["machine"]
     ort_version = m["versions"]["project"].get("onnxruntime")
+    model = result["model"]
     lines = [
-        "Model: logistic regression on 20 FP32 features (ONNX); ONNX Runtime "
+        f"Model `{model['kind']}`: {model['description']}; ONNX Runtime "
         f"{ort_version} with 1 intra-op + 1 inter-op thread in every server. "
         f"Server on core {m['server_cpu']}, wrk on core {m['client_cpu']}; "
         f"{m['nproc']} x {m['cpu_model']}. Median of {result['config']['rounds']} interleaved "
         f"rounds of {result['config']['seconds']} s each.",
         "",
         "Versions: " + versions_line(result),
+    ]
+    if "mlserver" in result["config"]["servers"]:
+        batching = result["config"]["mlserver_batching"]
+        lines += [
+            "",
+            (
+                "MLServer's adaptive batching: **on**, "
+                f"max_batch_size {batching['max_batch_size']}, "
+                f"max_batch_time {batching['max_batch_time'] * 1000:g} ms (model-settings.json)."
+                if batching
+                else "MLServer's adaptive batching: off."
+            ),
+        ]
+    lines += [
         "",
-        "| server | c | req/s | p50 (ms) | p99 (ms) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| server | c | req/s | p50 (ms) | p99 (ms) | server CPU (µs/req) | rows/runtime call |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for server in result["config"]["servers"]:
         for conc in map(str, CONCURRENCIES):
             row = summary.get(server, {}).get(conc)
             if row is None:
                 continue
+            per_call = row.get("rows_per_call")
             lines.append(
                 f"| {server} | {conc} | {row['rps']:,.0f} | {row['p50_us'] / 1000:.3f} "
-                f"| {row['p99_us'] / 1000:.3f} |"
+                f"| {row['p99_us'] / 1000:.3f} | {row['server_cpu_us_per_request']:.0f} "
+                f"| {'-' if per_call is None else f'{per_call:.1f}'} |"
             )
     if result["ratios"]:
         lines += [
@@ -746,6 +963,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {r['serinus']} | {r['peer']} | {r['concurrency']} | {r['rps']:.2f}x "
                 f"| {r['p50']:.2f}x | {r['p99']:.2f}x |"
             )
+    goal = mlserver_goal(result)
+    if goal:
+        lines += ["", goal]
     if result["serving_sources"]["changed_during_run"]:
         lines += [
             "",
@@ -792,13 +1012,34 @@ def selected_servers() -> list[str]:
     return [s for s in ALL_SERVERS if s in raw]
 
 
+def selected_models() -> list[str]:
+    raw = os.environ.get("BENCH_MODEL", "").replace(",", " ").split()
+    if not raw:
+        return list(ALL_MODELS)
+    unknown = sorted(set(raw) - set(ALL_MODELS))
+    if unknown:
+        raise BenchError(f"BENCH_MODEL: unknown {unknown}; choose from {', '.join(ALL_MODELS)}")
+    return [m for m in ALL_MODELS if m in raw]
+
+
+@dataclass(frozen=True)
+class Config:
+    rounds: int
+    seconds: int
+    warmup: int
+    retries: int
+    max_other: float
+
+
 def run() -> int:
-    rounds = env_int("BENCH_ROUNDS", 3)
-    seconds = env_int("BENCH_SECONDS", 5)
-    warmup = env_int("BENCH_WARMUP", 1)
-    retries = env_int("BENCH_RETRIES", 2)
-    max_other = env_int("BENCH_MAX_OTHER_PCT", 5) / 100
-    if rounds < 1 or seconds < 1:
+    config = Config(
+        rounds=env_int("BENCH_ROUNDS", 3),
+        seconds=env_int("BENCH_SECONDS", 5),
+        warmup=env_int("BENCH_WARMUP", 1),
+        retries=env_int("BENCH_RETRIES", 2),
+        max_other=env_int("BENCH_MAX_OTHER_PCT", 5) / 100,
+    )
+    if config.rounds < 1 or config.seconds < 1:
         raise BenchError("BENCH_ROUNDS and BENCH_SECONDS must be at least 1")
     if not (SERVER_CPU.isdigit() and CLIENT_CPU.isdigit()) or SERVER_CPU == CLIENT_CPU:
         raise BenchError("BENCH_SERVER_CPU and BENCH_CLIENT_CPU must be two different CPU numbers")
@@ -807,10 +1048,60 @@ def run() -> int:
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise BenchError(f"{tool} not found (bench/run.sh installs it)")
+    models = selected_models()
+    selected_servers()  # unknown names fail before anything runs
 
     LOGS.mkdir(parents=True, exist_ok=True)
     (OUT / "run").mkdir(parents=True, exist_ok=True)
-    build_model()
+    for kind in models:
+        run_model(kind, config)
+    return 0
+
+
+def measure(running: Running, conc: int, tag: str, config: Config, label: str) -> dict[str, Any]:
+    """One wrk run (again while disturbed, up to BENCH_RETRIES times), with the server's
+    batch counters read before and after it when it has them."""
+    counters = running.spec.batch_counters
+    for attempt in range(1, config.retries + 2):
+        before = counters(running) if counters else None
+        res = run_wrk(running, conc, config.seconds, tag)
+        after = counters(running) if counters else None
+        res["attempt"] = attempt
+        res["disturbed"] = disturbed(res, config.max_other)
+        res["batches"] = None
+        if before is not None and after is not None and after.calls > before.calls:
+            calls = after.calls - before.calls
+            res["batches"] = {
+                "calls": calls,
+                "rows_per_call": (after.rows - before.rows) / calls,
+                "runtime_us_per_call": (after.seconds - before.seconds) * 1e6 / calls,
+            }
+        batches = res["batches"]
+        log(
+            f"  {label} {running.spec.name:<14} c={conc:<3} "
+            f"{res['rps']:9,.0f} req/s  p50 {res['p50_us'] / 1000:7.3f} ms  "
+            f"p99 {res['p99_us'] / 1000:7.3f} ms  "
+            f"cpu: server {res['server_cpu_util']:.2f} "
+            f"wrk {res['client_cpu_util']:.2f} "
+            f"other {res['other_on_server_core']:.2f}/"
+            f"{res['other_on_client_core']:.2f}"
+            + (f"  rows/call {batches['rows_per_call']:.1f}" if batches else "")
+            + ("  DISTURBED" if res["disturbed"] else "")
+        )
+        if not res["disturbed"] or attempt > config.retries:
+            return res
+        log("    other processes used the bench cores; measuring again")
+        time.sleep(RETRY_PAUSE)
+    raise AssertionError("unreachable")
+
+
+def run_model(kind: str, config: Config) -> None:
+    """The whole serve bench on one model; writes .bench/<results stem>.json and .md."""
+    global MODEL_DIR, MODEL_KIND
+    MODEL_KIND, MODEL_DIR = kind, model_dir_for(kind)
+    build_model(kind)
+    stem = results_stem(kind)
+    rounds, seconds, warmup = config.rounds, config.seconds, config.warmup
 
     specs = server_specs()
     selected, skipped = [], {}
@@ -830,61 +1121,59 @@ def run() -> int:
     startup: dict[str, list[float]] = {s: [] for s in selected}
     estimate = rounds * len(selected) * (warmup + seconds * len(CONCURRENCIES) + 3)
     log(
-        f"bench: {', '.join(selected)}; {rounds} rounds x c={CONCURRENCIES} x {seconds}s "
-        f"(about {estimate / 60:.1f} min)"
+        f"bench ({kind}: {meta()['description']}): {', '.join(selected)}; {rounds} rounds x "
+        f"c={CONCURRENCIES} x {seconds}s (about {estimate / 60:.1f} min)"
     )
     began = time.monotonic()
     fingerprint = serving_fingerprint()
+    prefix = "" if kind == "logreg" else f"{kind}-"
     for rnd in range(rounds):
         shift = rnd % len(selected)
         for name in selected[shift:] + selected[:shift]:
-            tag = f"r{rnd + 1}-{name}"
+            tag = f"{prefix}r{rnd + 1}-{name}"
             with started(specs[name], tag) as running:
                 startup[name].append(running.wait_ready())
                 check_response(running)
+                check_concurrent(running)
                 if warmup:
                     run_wrk(running, max(CONCURRENCIES), warmup, tag + "-warmup")
                 for conc in CONCURRENCIES:
-                    for attempt in range(1, retries + 2):
-                        res = run_wrk(running, conc, seconds, f"{tag}-c{conc}")
-                        res["round"], res["attempt"] = rnd + 1, attempt
-                        res["disturbed"] = disturbed(res, max_other)
-                        log(
-                            f"  round {rnd + 1}/{rounds} {name:<14} c={conc:<3} "
-                            f"{res['rps']:9,.0f} req/s  p50 {res['p50_us'] / 1000:7.3f} ms  "
-                            f"p99 {res['p99_us'] / 1000:7.3f} ms  "
-                            f"cpu: server {res['server_cpu_util']:.2f} "
-                            f"wrk {res['client_cpu_util']:.2f} "
-                            f"other {res['other_on_server_core']:.2f}/"
-                            f"{res['other_on_client_core']:.2f}"
-                            + ("  DISTURBED" if res["disturbed"] else "")
-                        )
-                        if not res["disturbed"]:
-                            break
-                        if attempt <= retries:
-                            log("    other processes used the bench cores; measuring again")
-                            time.sleep(RETRY_PAUSE)
+                    label = f"round {rnd + 1}/{rounds}"
+                    res = measure(running, conc, f"{tag}-c{conc}", config, label)
+                    res["round"] = rnd + 1
                     runs[name][conc].append(res)
 
     summary = summarize(runs)
     serving_changed = serving_fingerprint() != fingerprint
     if serving_changed:
         log("WARNING: serving/ changed during the run; serinus rounds ran different code")
+    mlserver_batch = mlserver_batching()
     result: dict[str, Any] = {
         "status": "ok",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - began, 1),
+        "model": {
+            "kind": kind,
+            "description": meta()["description"],
+            "parameters": meta()["parameters"],
+            "model_bytes": meta()["model_bytes"],
+        },
         "config": {
             "rounds": rounds,
             "seconds": seconds,
             "warmup_seconds": warmup,
-            "retries": retries,
-            "max_other_pct": round(max_other * 100),
+            "retries": config.retries,
+            "max_other_pct": round(config.max_other * 100),
             "concurrencies": list(CONCURRENCIES),
             "servers": selected,
             "wrk": "wrk -t1 -c{c} -d{seconds}s --latency --timeout 10s -s bench/infer.lua",
             "request": json.loads((MODEL_DIR / "request.json").read_text()),
             "path": infer_path(),
+            "mlserver_batching": (
+                {"max_batch_size": mlserver_batch[0], "max_batch_time": mlserver_batch[1]}
+                if mlserver_batch
+                else None
+            ),
         },
         "servers": {name: specs[name].description for name in selected},
         "skipped": skipped,
@@ -895,12 +1184,13 @@ def run() -> int:
         "ratios": ratios(summary),
         "runs": {s: {str(c): rs for c, rs in by.items()} for s, by in runs.items()},
     }
-    (OUT / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    json_path, md_path = OUT / f"{stem}.json", OUT / f"{stem}.md"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
-    (OUT / "results.md").write_text(table)
-    log(f"\nwrote {OUT / 'results.json'} and {OUT / 'results.md'}\n")
+    md_path.write_text(table)
+    log(f"\nwrote {json_path} and {md_path}\n")
     sys.stdout.write(table)
-    return 0
+    sys.stdout.flush()
 
 
 def main() -> int:
@@ -911,7 +1201,7 @@ def main() -> int:
     except BenchError as exc:
         log(f"bench FAILED: {exc}")
         with contextlib.suppress(OSError):
-            (OUT / "results.json").write_text(
+            (OUT / f"{results_stem(model_kind())}.json").write_text(
                 json.dumps({"status": "failed", "error": str(exc)}, indent=2) + "\n"
             )
         return 1

@@ -4,7 +4,7 @@ orjson in, one ONNX Runtime session (one intra-op and one inter-op thread) calle
 event loop, orjson out. Anything a real server does on top of this costs time; this is
 what "nothing on top" measures under the same uvicorn (uvloop + httptools, no access log).
 
-Run: BENCH_MODEL=model.onnx BENCH_MODEL_NAME=bench \
+Run: BENCH_MODEL_PATH=model.onnx BENCH_MODEL_NAME=bench \
     uvicorn floor_app:app --app-dir bench --loop uvloop --http httptools --no-access-log
 """
 
@@ -88,4 +88,4 @@ class FloorApp:
         await send({"type": "http.response.body", "body": body})
 
 
-app = FloorApp(os.environ["BENCH_MODEL"], os.environ.get("BENCH_MODEL_NAME", "bench"))
+app = FloorApp(os.environ["BENCH_MODEL_PATH"], os.environ.get("BENCH_MODEL_NAME", "bench"))

@@ -6,7 +6,9 @@
 # installed is reported and skipped. Later runs reuse them (a stamp holds the pip spec).
 #
 # Knobs: BENCH_SUITES (serve,router,drift), BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_WARMUP (1),
+#        BENCH_MODEL (the serve suite's models, run in turn: logreg,mlp),
 #        BENCH_SERVERS (comma-separated subset of serinus,serinus-unbatched,mlserver,kserve,floor),
+#        BENCH_MLSERVER_MAX_BATCH_SIZE / BENCH_MLSERVER_MAX_BATCH_TIME_MS (MLServer's batching),
 #        BENCH_MAX_OTHER_PCT (5), BENCH_RETRIES (2): see bench/bench.py,
 #        BENCH_MLSERVER_PIP / BENCH_KSERVE_PIP (pip requirements of each peer's venv).
 set -euo pipefail
