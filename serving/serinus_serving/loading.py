@@ -94,8 +94,11 @@ def fetch_model(
     try:
         model = _verified(uri, source.fetch(uri, into, limits=limits), expected)
         final = base / f"sha256-{model.sha256}"
-        if not final.exists():
+        try:
             into.rename(final)
+        except OSError:
+            if not final.is_dir():  # not another fetch of the same model that finished first
+                raise
         path = final / model.path.relative_to(into)
     finally:
         shutil.rmtree(into, ignore_errors=True)

@@ -4,13 +4,16 @@ identified by its content."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
+
+import httpx
 
 from serinus_serving.errors import ModelLoadError
 
@@ -78,6 +81,19 @@ class Sink:
             self.abort()
             raise ModelLoadError(f"model at {self.uri} is over the limit of {self.limit} bytes")
         self._out.write(chunk)
+
+    @contextlib.contextmanager
+    def filling(self) -> Iterator[Sink]:
+        """Around writing the file: any failure drops it, and a dropped connection is
+        :class:`Retryable`."""
+        try:
+            yield self
+        except httpx.TransportError as exc:
+            self.abort()
+            raise Retryable(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            self.abort()
+            raise
 
     def done(self) -> Path:
         self._out.close()

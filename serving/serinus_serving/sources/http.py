@@ -28,14 +28,11 @@ class HttpSource:
                 if r.status_code != 200:
                     raise ModelLoadError(f"downloading {uri} failed: HTTP {r.status_code}")
                 sink = Sink(target, uri=uri, budget=[limits.max_bytes], limit=limits.max_bytes)
-                declared = r.headers.get("content-length")
-                sink.declared(int(declared) if declared and declared.isdigit() else None)
-                try:
+                with sink.filling():
+                    declared = r.headers.get("content-length")
+                    sink.declared(int(declared) if declared and declared.isdigit() else None)
                     for chunk in r.iter_bytes(CHUNK):
                         sink.write(chunk)
-                except BaseException:
-                    sink.abort()
-                    raise
                 return sink.done()
         except httpx.TransportError as exc:
             raise Retryable(str(exc) or type(exc).__name__) from exc

@@ -158,19 +158,12 @@ def _download(
     limits: Limits,
 ) -> None:
     sink = Sink(target, uri=uri, budget=budget, limit=limits.max_bytes)
-    try:
+    with sink.filling(), client.stream("GET", path) as response:
         sink.declared(size if size >= 0 else None)
-        with client.stream("GET", path) as response:
-            if response.status_code >= 500 or response.status_code == 429:
-                raise Retryable(f"HTTP {response.status_code}")
-            if response.status_code != 200:
-                raise ModelLoadError(f"{uri}: {target.name}: HTTP {response.status_code}")
-            for chunk in response.iter_bytes(CHUNK):
-                sink.write(chunk)
-    except httpx.TransportError as exc:
-        sink.abort()
-        raise Retryable(str(exc)) from exc
-    except BaseException:
-        sink.abort()
-        raise
+        if response.status_code >= 500 or response.status_code == 429:
+            raise Retryable(f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise ModelLoadError(f"{uri}: {target.name}: HTTP {response.status_code}")
+        for chunk in response.iter_bytes(CHUNK):
+            sink.write(chunk)
     sink.done()

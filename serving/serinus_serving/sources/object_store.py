@@ -110,11 +110,8 @@ def _get(
 ) -> Path:
     result = obstore.get(store, key)
     sink = Sink(target, uri=uri, budget=budget, limit=limits.max_bytes)
-    try:
+    with sink.filling():
         sink.declared(result.meta["size"])
         for chunk in result.stream(min_chunk_size=CHUNK):
             sink.write(memoryview(chunk))
-    except BaseException:
-        sink.abort()
-        raise
     return sink.done()

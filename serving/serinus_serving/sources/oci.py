@@ -212,19 +212,13 @@ def _blob(
         raise ModelLoadError(f"{registry.uri}: layer digest {digest!r} is not sha256")
     sink = Sink(target, uri=registry.uri, budget=budget, limit=limits.max_bytes)
     hasher = hashlib.sha256()
-    try:
+    with sink.filling():
         sink.declared(int(layer.get("size", 0)))
         with contextlib.closing(registry.get(f"blobs/{digest}", {})) as response:
             _check(response, f"{registry.uri}: blob {digest}")
             for chunk in response.iter_bytes(CHUNK):
                 hasher.update(chunk)
                 sink.write(chunk)
-    except httpx.TransportError as exc:
-        sink.abort()
-        raise Retryable(str(exc)) from exc
-    except BaseException:
-        sink.abort()
-        raise
     if hasher.hexdigest() != digest[7:] or sink.size != int(layer.get("size", -1)):
         sink.abort()
         raise ModelLoadError(f"{registry.uri}: {target.name} does not match its digest {digest}")
