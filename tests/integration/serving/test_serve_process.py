@@ -115,7 +115,8 @@ def test_model_over_http_verified_by_sha256(
     with serve(*args, log_dir=tmp_path) as s:
         meta = httpx.get(f"{s.url}/v2/models/m").json()
         assert meta["parameters"]["sha256"] == digest
-        assert (tmp_path / "d" / logreg_path.name).read_bytes() == logreg_path.read_bytes()
+        kept = tmp_path / "d" / f"sha256-{digest}" / logreg_path.name  # kept by its digest
+        assert kept.read_bytes() == logreg_path.read_bytes()
 
 
 def test_a_model_that_fails_verification_stays_unready_and_says_why(

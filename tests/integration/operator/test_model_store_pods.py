@@ -1,0 +1,104 @@
+"""A model in a store, on the real API server: the CRD takes the new URI forms,
+credentials by Secret reference and a ServiceAccount, and refuses malformed ones; the
+revision's Deployment the operator builds makes pods (the real ReplicaSet controller and
+ServiceAccount admission) that get the Secret as their environment, the ServiceAccount's
+token, and the claim mounted read-only."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from serinus_operator import api
+from serinus_operator import resources as r
+from serinus_operator.rollout.status import RevisionRef
+from support.real_cluster import wait_for
+from support.real_kube import RealKube
+
+pytestmark = pytest.mark.integration
+
+MD: dict[str, Any] = {
+    "apiVersion": "serinus.dev/v1alpha1",
+    "kind": "ModelDeployment",
+    "metadata": {"name": "fraud"},
+    "spec": {
+        "model": {
+            "uri": "pvc://models-pvc/fraud/v7/model.onnx",
+            "version": "v7",
+            "profile": "s3://profiles/fraud/v7.json?region=eu-west-1",
+            "credentials": {"secretRef": {"name": "fraud-store"}},
+        },
+        "serving": {"serviceAccountName": "fraud-reader"},
+        "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 50}]}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def namespace(real_kube: RealKube) -> Iterator[str]:
+    ns = real_kube.new_namespace("stores")
+    try:
+        yield ns
+    finally:
+        real_kube.delete("v1", "namespaces", None, ns)
+
+
+def test_the_crd_takes_store_uris_and_refuses_malformed_ones(
+    real_kube: RealKube, namespace: str
+) -> None:
+    stored = real_kube.apply(MD, namespace=namespace)
+    assert stored["spec"]["model"]["credentials"] == {"secretRef": {"name": "fraud-store"}}
+    for uri in ("models:/fraud@champion", "oci://ghcr.io/acme/fraud:v7", "gs://b/m.onnx"):
+        bad = copy.deepcopy(MD)
+        bad["spec"]["model"]["uri"] = uri
+        real_kube.apply(bad, namespace=namespace)
+    for field, value in [
+        ("uri", "pvc:///no-claim.onnx"),
+        ("uri", "ftp://host/m.onnx"),
+        ("credentials", {"secretRef": {"name": "Not_A_Name"}}),
+    ]:
+        bad = copy.deepcopy(MD)
+        bad["spec"]["model"][field] = value
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            real_kube.apply(bad, namespace=namespace)
+        assert refused.value.response.status_code == 422
+
+
+def test_the_revision_pods_get_the_secret_the_identity_and_the_claim(
+    real_kube: RealKube, namespace: str
+) -> None:
+    real_kube.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "fraud-reader"}},
+        namespace=namespace,
+    )
+    md = api.parse({**MD, "metadata": {"name": "fraud", "namespace": namespace}})
+    model, serving = md.spec.model, md.spec.serving
+    ref = RevisionRef(
+        revision=api.revision_of(model, serving), version="v7", model=model, serving=serving
+    )
+    deployment = r.revision_deployment(md, ref, replicas=1, config=r.BuildConfig())
+    real_kube.apply(deployment, namespace=namespace)
+
+    def pods() -> list[Any]:
+        selector = ",".join(
+            f"{k}={v}" for k, v in r.revision_selector("fraud", ref.revision).items()
+        )
+        return real_kube.list("v1", "pods", namespace, selector=selector)
+
+    wait_for(lambda: len(pods()) == 1, what="the ReplicaSet controller's pod")
+    [pod] = pods()
+    spec = pod["spec"]
+    [server] = spec["containers"]
+    assert server["envFrom"] == [{"secretRef": {"name": "fraud-store"}}]
+    assert spec["serviceAccountName"] == "fraud-reader"
+    # ServiceAccount admission projected the token: the identity webhooks' starting point.
+    mounted = {m["mountPath"] for m in server["volumeMounts"]}
+    assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounted
+    assert "/mnt/models/models-pvc" in mounted
+    [claim] = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    assert claim["persistentVolumeClaim"] == {"claimName": "models-pvc", "readOnly": True}
+    assert "fraud-store" not in str(pod.get("status", {}))  # a reference, never values
