@@ -174,8 +174,7 @@ class ServingApp:
         for key, value in request.headers:
             if key == _HEADER_LENGTH:
                 header_length = value
-        with plane.receiving():
-            decoded = self._decode(protocol, request.body, header_length)
+        decoded = self._decode(protocol, request.body, header_length)
         outputs = await plane.infer(decoded)
         if protocol == "v1":
             return render_v1(outputs), None

@@ -110,8 +110,8 @@ def asgi_entry(handler: Handler, *, max_body: int, lifespan: ASGIApp) -> ASGIApp
         try:
             body = await read_body(receive, max_body, length)
         except InferenceError as exc:
-            response = Response(exc.status, [(b"content-type", b"application/json")])
-            response.body = error_body(exc.message)
+            json = [(b"content-type", b"application/json")]
+            response = Response(exc.status, json, error_body(exc.message))
         else:
             target = scope.get("raw_path") or scope["path"].encode()
             if scope.get("query_string"):

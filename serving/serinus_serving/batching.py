@@ -63,10 +63,9 @@ class AdaptiveBatcher:
         self._busy = False  # a batch is running in a worker thread
         self._deadline = 0.0
         self._threads: set[asyncio.Task[None]] = set()
-        #: Requests on their way (being decoded); the caller keeps it current.
-        self.arriving = 0
-        #: Requests the HTTP server is receiving or about to answer. Known, it lets a lone
-        #: request run at once; unknown (None), every request waits one loop turn for company.
+        #: Requests the HTTP server is receiving or about to answer: the company a batch may
+        #: wait for. Known, it also lets a lone request run at once; unknown (None), every
+        #: request waits one loop turn for company and no longer.
         self._arriving_at_server = arriving
 
     async def submit(self, inputs: dict[str, Array], rows: int) -> dict[str, Array]:
@@ -75,7 +74,6 @@ class AdaptiveBatcher:
             and self._arriving_at_server is not None
             and not self._queue
             and self._scheduled is None
-            and not self.arriving
             and not self._arriving_at_server()
         ):
             # Alone, and no one on the way to keep company: a batch of one, run now rather
@@ -131,7 +129,8 @@ class AdaptiveBatcher:
             return
         loop = asyncio.get_running_loop()
         if (
-            (self.arriving or (self._arriving_at_server and self._arriving_at_server()))
+            self._arriving_at_server is not None
+            and self._arriving_at_server()
             and sum(p.rows for p in self._queue) < self.max_batch_size
             and time.monotonic() < self._deadline
         ):

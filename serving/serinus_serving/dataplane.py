@@ -36,23 +36,6 @@ log = logging.getLogger(__name__)
 INLINE_THRESHOLD_SECONDS = 0.002
 
 
-class Receiving:
-    """Counts a request as arriving at the batcher while the block runs."""
-
-    __slots__ = ("batcher",)
-
-    def __init__(self, batcher: AdaptiveBatcher | None) -> None:
-        self.batcher = batcher
-
-    def __enter__(self) -> None:
-        if self.batcher is not None:
-            self.batcher.arriving += 1  # tells the batcher that company is on its way
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.batcher is not None:
-            self.batcher.arriving -= 1
-
-
 class DataPlane:
     """One model: load it, say whether it is ready and what it is, run inference on it."""
 
@@ -216,11 +199,6 @@ class DataPlane:
             self.metrics.registry.register(collector)
 
     # ----------------------------------------------------------------- inference
-    def receiving(self) -> Receiving:
-        """``with plane.receiving():`` around reading and decoding a request: while any
-        request is, the batcher may wait (up to its latency bound) for it to join a batch."""
-        return Receiving(self.batcher)
-
     async def infer(self, request: InferRequest) -> dict[str, Array]:
         """Run a decoded request (after :meth:`check_target`): through the batcher when it
         is on, else inline or in a worker thread; then into the drift window and the

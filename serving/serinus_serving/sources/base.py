@@ -54,9 +54,9 @@ class Retryable(Exception):
 
 
 class Sink:
-    """Writes one file from chunks: to ``NAME.partial``, renamed when complete, refused
-    past the bytes left in the fetch's budget. Shared by a fetch's files through
-    ``budget`` (a one-element list of the bytes still allowed)."""
+    """Writes one file from chunks, inside :meth:`filling`: to ``NAME.partial``, renamed
+    when complete, refused (and dropped) past the bytes left in the fetch's budget, which
+    a fetch's files share (``budget``: a one-element list of the bytes still allowed)."""
 
     def __init__(self, target: Path, *, uri: str, budget: list[int], limit: int) -> None:
         self.target = target
@@ -71,14 +71,12 @@ class Sink:
     def declared(self, size: int | None) -> None:
         """Refuse at once what says it is too large."""
         if size is not None and size > self.budget[0]:
-            self.abort()
             raise ModelLoadError(f"model at {self.uri} is over the limit of {self.limit} bytes")
 
     def write(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
         self.budget[0] -= len(chunk)
         if self.budget[0] < 0:
-            self.abort()
             raise ModelLoadError(f"model at {self.uri} is over the limit of {self.limit} bytes")
         self._out.write(chunk)
 
