@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install serinus with its dev dependencies
 
-system-deps: ## Install what the tests run that pip cannot put in .venv: prometheus, promtool, gcc, docker-registry (apt), moto's S3 (its own venv)
+system-deps: ## Install what the tests run that pip cannot put in .venv: prometheus, promtool, gcc, docker-registry, npm (apt); moto's S3, mlflow (venvs), fake-gcs-server (Go), Azurite (npm)
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing the Debian package prometheus (prometheus + promtool)"; \
@@ -39,6 +39,13 @@ system-deps: ## Install what the tests run that pip cannot put in .venv: prometh
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry; \
 	else \
 		echo "missing docker-registry: run 'sudo apt-get install docker-registry'" >&2; exit 1; \
+	fi
+	@if command -v npm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing nodejs and npm (Azurite, the Azure Blob Storage the model-source tests use, is an npm package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
+	else \
+		echo "missing npm: run 'sudo apt-get install nodejs npm'" >&2; exit 1; \
 	fi
 	@bash hack/servers/install.sh >/dev/null
 	@if command -v cc >/dev/null || command -v gcc >/dev/null; then :; \

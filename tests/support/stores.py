@@ -9,14 +9,27 @@
   as Docker Hub's), storing on disk, plain HTTP, anonymous. Artifacts are pushed with the
   registry's own HTTP API, as ``oras push`` does (ORAS conventions: an empty config, one
   layer per file named by its title annotation).
+- ``FakeGcs``: fake-gcs-server (Go, built from its module by ``hack/servers/install.sh``),
+  Google Cloud Storage's JSON and XML APIs in memory, the objects loaded from a folder at
+  start. It checks no credentials at all: any token or none is let in, so only how the
+  client finds its credentials (``GOOGLE_SERVICE_ACCOUNT``) is tested against it, never a
+  refusal. No IAM, no signed URLs, one process.
+- ``Azurite``: Microsoft's Azure Storage emulator (npm, same install), its Blob service on
+  disk. It checks Shared Key signatures against the account's key as Azure does, so a wrong
+  key is refused. What it lacks: no Entra ID (OAuth) tokens without HTTPS, no workload
+  identity, accounts addressed by path (``HOST/ACCOUNT``) rather than by host name.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import email.utils
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -117,14 +130,21 @@ def servers_dir() -> Path:
         check=False,
     )
     if result.returncode != 0:
-        pytest.fail(f"hack/servers/install.sh failed:\n{result.stderr}")
+        pytest.fail(f"hack/servers/install.sh failed (make system-deps runs it):\n{result.stderr}")
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _server(relative: str) -> Path:
+    binary = servers_dir() / relative
+    if not binary.is_file():
+        pytest.fail(f"{binary} is missing: run `make system-deps` (hack/servers/install.sh)")
+    return binary
 
 
 @contextlib.contextmanager
 def moto_s3(files: dict[str, Path], log_dir: Path) -> Iterator[MotoS3]:
     """moto's S3 holding ``files`` (``"bucket/key": local path``), checking signatures."""
-    venv = servers_dir() / "venv-moto"
+    venv = _server("venv-moto/bin/python").parents[1]
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     args = [str(venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
@@ -242,7 +262,7 @@ class Mlflow:
 
 @contextlib.contextmanager
 def mlflow(directory: Path) -> Iterator[Mlflow]:
-    venv = servers_dir() / "venv-mlflow"
+    venv = _server("venv-mlflow/bin/mlflow").parents[1]
     port = free_port()
     args = [
         str(venv / "bin" / "mlflow"), "server",
@@ -254,3 +274,101 @@ def mlflow(directory: Path) -> Iterator[Mlflow]:
     quiet = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job runner
     with _process(args, directory / "mlflow.log", f"{url}/health", "mlflow server", quiet):
         yield Mlflow(url)
+
+
+@dataclass(frozen=True)
+class FakeGcs:
+    endpoint: str
+    key_file: Path  # a service-account key for emulators: no OAuth, so no token is fetched
+
+    def env(self) -> dict[str, str]:
+        """The environment a server reads its GCS credentials from (as from a Secret)."""
+        return {"GOOGLE_SERVICE_ACCOUNT": str(self.key_file)}
+
+    def uri(self, bucket_key: str) -> str:
+        return f"gs://{bucket_key}?endpoint={self.endpoint}"
+
+
+@contextlib.contextmanager
+def fake_gcs(files: dict[str, Path], directory: Path) -> Iterator[FakeGcs]:
+    """fake-gcs-server holding ``files`` (``"bucket/key": local path``)."""
+    binary = _server("fake-gcs-server/fake-gcs-server")
+    for name, path in files.items():  # -data: each folder a bucket, each file an object
+        (directory / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, directory / "data" / name)
+    key_file = directory / "service-account.json"
+    key_file.write_text(json.dumps({
+        "disable_oauth": True, "client_email": "", "private_key": "", "private_key_id": ""
+    }))  # fmt: skip
+    port = free_port()
+    args = [
+        str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+        "-public-host", f"127.0.0.1:{port}",  # path-style object URLs on this host
+        "-backend", "memory", "-data", str(directory / "data"), "-log-level", "warn",
+    ]  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    with _process(args, directory / "fake-gcs.log", f"{endpoint}/storage/v1/b", "fake-gcs-server"):
+        yield FakeGcs(endpoint, key_file)
+
+
+@dataclass(frozen=True)
+class Azurite:
+    port: int
+    account: str
+    key: str  # base64, as the Azure portal shows it
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.account}"
+
+    def env(self, *, key: str | None = None) -> dict[str, str]:
+        """The environment a server reads its Azure credentials from (as from a Secret)."""
+        return {
+            "AZURE_STORAGE_ACCOUNT_NAME": self.account,
+            "AZURE_STORAGE_ACCOUNT_KEY": self.key if key is None else key,
+        }
+
+    def uri(self, container_path: str) -> str:
+        return f"az://{container_path}?endpoint={self.endpoint}"
+
+    def request(
+        self, method: str, path: str, *, query: dict[str, str], content: bytes = b""
+    ) -> None:
+        """A Blob service call signed with the account key (Shared Key, as Azure's SDKs do)."""
+        headers = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+        if "restype" not in query:
+            headers["x-ms-blob-type"] = "BlockBlob"
+        length = str(len(content)) if content else ""
+        canonical = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+        resource = f"/{self.account}/{self.account}/{path}"  # the account is in the path too
+        resource += "".join(f"\n{k}:{v}" for k, v in sorted(query.items()))
+        to_sign = f"{method}\n\n\n{length}\n\n\n\n\n\n\n\n\n{canonical}{resource}"
+        mac = hmac.new(base64.b64decode(self.key), to_sign.encode(), hashlib.sha256)
+        headers["authorization"] = (
+            f"SharedKey {self.account}:{base64.b64encode(mac.digest()).decode()}"
+        )
+        url = f"{self.endpoint}/{path}"
+        httpx.request(
+            method, url, params=query, headers=headers, content=content
+        ).raise_for_status()
+
+
+@contextlib.contextmanager
+def azurite(files: dict[str, Path], directory: Path) -> Iterator[Azurite]:
+    """Azurite's Blob service holding ``files`` (``"container/path": local path``) in an
+    account of its own, whose key is made up here."""
+    binary = _server("azurite/node_modules/.bin/azurite-blob")
+    account, key = "serinus", base64.b64encode(secrets.token_bytes(64)).decode()
+    port = free_port()
+    args = [
+        str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+        "--location", str(directory / "data"), "--disableTelemetry", "--silent",
+    ]  # fmt: skip
+    env = {"AZURITE_ACCOUNTS": f"{account}:{key}"}  # in place of the well-known dev account
+    with _process(args, directory / "azurite.log", f"http://127.0.0.1:{port}/", "azurite", env):
+        store = Azurite(port, account, key)
+        for container in sorted({name.split("/", 1)[0] for name in files}):
+            store.request("PUT", container, query={"restype": "container"})
+        for name, path in files.items():
+            store.request("PUT", name, query={}, content=path.read_bytes())
+        yield store

@@ -7,16 +7,19 @@ relative paths (a model with external-data files, or a model with its profile).
 Credentials are never in the URI. They come from the environment under the names each
 provider's own SDK reads (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_SESSION_TOKEN``, ``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN`` for IRSA;
-``GOOGLE_APPLICATION_CREDENTIALS`` / ``GOOGLE_SERVICE_ACCOUNT``; ``AZURE_STORAGE_ACCOUNT_NAME``,
+``GOOGLE_SERVICE_ACCOUNT_KEY`` / ``GOOGLE_SERVICE_ACCOUNT`` /
+``GOOGLE_APPLICATION_CREDENTIALS``; ``AZURE_STORAGE_ACCOUNT_NAME``,
 ``AZURE_STORAGE_ACCOUNT_KEY``, ``AZURE_CLIENT_ID`` + ``AZURE_FEDERATED_TOKEN_FILE`` for
 workload identity), or from the instance's metadata service. What is not secret may be
-given as query parameters: ``endpoint`` (an S3-compatible server), ``region``,
-``path_style=true`` (S3 paths rather than virtual hosts), ``account`` (Azure).
+given as query parameters: ``endpoint`` (an S3-compatible server, or another GCS or Azure
+endpoint such as an emulator), ``region`` and ``path_style=true`` (S3 paths rather than
+virtual hosts) for S3, ``account`` for Azure.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import urllib.parse
 from datetime import timedelta
 from pathlib import Path
@@ -41,7 +44,18 @@ from serinus_serving.sources.base import (
     safe_relative,
 )
 
+_STATUS = re.compile(r"non-2xx status code: (\d{3})\b")
 _QUERY = frozenset({"endpoint", "region", "path_style", "account"})
+# Which of them each scheme takes, and the obstore setting each one becomes.
+_SETTINGS: dict[str, dict[str, str]] = {
+    "s3": {
+        "endpoint": "endpoint",
+        "region": "region",
+        "path_style": "virtual_hosted_style_request",
+    },
+    "gs": {"endpoint": "base_url"},  # the JSON/XML API's root, e.g. fake-gcs-server's
+    "az": {"endpoint": "endpoint", "account": "account_name"},  # e.g. HOST/ACCOUNT for Azurite
+}
 
 
 def _store(uri: str, limits: Limits) -> tuple[Any, str]:
@@ -56,33 +70,39 @@ def _store(uri: str, limits: Limits) -> tuple[Any, str]:
             f"{uri!r}: unknown parameter(s) {', '.join(sorted(unknown))}; known: "
             f"{', '.join(sorted(_QUERY))} (credentials go in the environment, never the URI)"
         )
-    config: dict[str, Any] = {}
-    client: dict[str, Any] = {"timeout": f"{limits.timeout:g}s", "connect_timeout": "10s"}
-    if "endpoint" in query:
-        config["endpoint"] = query["endpoint"]
-        if query["endpoint"].startswith("http://"):
-            client["allow_http"] = True
-    if "region" in query:
-        config["region"] = query["region"]
+    settings = _SETTINGS[parsed.scheme]
+    if set(query) - set(settings):
+        raise ModelLoadError(
+            f"{uri!r}: {parsed.scheme}:// takes only {', '.join(sorted(settings))}, "
+            f"not {', '.join(sorted(set(query) - set(settings)))}"
+        )
+    config: dict[str, Any] = {settings[k]: v for k, v in query.items() if k != "path_style"}
     if query.get("path_style", "").lower() in ("1", "true", "yes"):
         config["virtual_hosted_style_request"] = False
-    if "account" in query:
-        config["account_name"] = query["account"]
+    client: dict[str, Any] = {"timeout": f"{limits.timeout:g}s", "connect_timeout": "10s"}
+    if query.get("endpoint", "").startswith("http://"):
+        client["allow_http"] = True
     retry = {
         "max_retries": max(0, limits.attempts - 1),
         "retry_timeout": timedelta(seconds=limits.timeout * limits.attempts),
         "backoff": {"init_backoff": timedelta(seconds=0.5), "base": 2.0},
     }
     options: Any = {"config": config, "client_options": client, "retry_config": retry}
-    store = from_url(f"{parsed.scheme}://{parsed.netloc}", **options)
+    try:
+        store = from_url(f"{parsed.scheme}://{parsed.netloc}", **options)
+    except BaseError as exc:  # e.g. an Azure key that is not base64, or no such key file
+        reason = str(exc).splitlines()[0][:300]  # obstore quotes no credential here
+        raise ModelLoadError(f"{uri}: cannot set up the store's client: {reason}") from None
     return store, urllib.parse.unquote(parsed.path).lstrip("/")
 
 
 def _explain(uri: str, exc: Exception) -> ModelLoadError:
     """The store's error in words that never carry a credential."""
-    if isinstance(exc, NotFoundError | FileNotFoundError):
+    status = _STATUS.search(str(exc))  # a refused listing is a generic error in obstore
+    if isinstance(exc, NotFoundError | FileNotFoundError) or (status and status[1] == "404"):
         return ModelLoadError(f"{uri} does not exist")
-    if isinstance(exc, PermissionDeniedError | UnauthenticatedError | PermissionError):
+    denied = PermissionDeniedError | UnauthenticatedError | PermissionError
+    if isinstance(exc, denied) or (status and status[1] in ("401", "403")):
         return ModelLoadError(f"{uri}: the store refused the credentials ({type(exc).__name__})")
     return ModelLoadError(f"fetching {uri} failed: {str(exc).splitlines()[0][:300]}")
 

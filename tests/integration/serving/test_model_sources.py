@@ -1,11 +1,15 @@
-"""Models fetched from real stores on 127.0.0.1: S3 (moto, with signature checks) and an
-OCI registry (the distribution registry), plus ``pvc://``. What a server loads is exactly
+"""Models fetched from real stores on 127.0.0.1: S3 (moto, with signature checks), GCS
+(fake-gcs-server), Azure Blob Storage (Azurite, with Shared Key checks), an OCI registry (the
+distribution registry) and MLflow's registry, plus ``pvc://``. What a server loads is exactly
 what was stored, it is known by its digest, and a refused or missing model is explained."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +20,22 @@ import pytest
 
 from serinus_serving.errors import ModelLoadError
 from serinus_serving.loading import fetch_model
+from serinus_serving.runtime.base import ModelState
+from serinus_serving.runtime.onnx import OnnxRuntime
 from serinus_serving.sources.base import tree_sha256
 from support.serve import serve
-from support.stores import Mlflow, MotoS3, Registry, mlflow, moto_s3, registry
+from support.stores import (
+    Azurite,
+    FakeGcs,
+    Mlflow,
+    MotoS3,
+    Registry,
+    azurite,
+    fake_gcs,
+    mlflow,
+    moto_s3,
+    registry,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -180,18 +197,99 @@ def test_a_pvc_path_is_read_in_place(
     assert os.environ["SERINUS_PVC_ROOT"]
 
 
+def bundle_files(logreg_path: Path, directory: Path) -> dict[str, Path]:
+    """A single-file model and a directory model (the .onnx file and its profile), by key."""
+    (directory / "profile.json").write_bytes(b'{"features": []}')
+    return {
+        "models/fraud/v1/model.onnx": logreg_path,
+        "models/bundle/model.onnx": logreg_path,
+        "models/bundle/extra/profile.json": directory / "profile.json",
+    }
+
+
+def loaded(uri: str, model_dir: Path) -> OnnxRuntime:
+    """The model at ``uri`` fetched and loaded as ``serinus serve`` loads it."""
+    runtime = OnnxRuntime(uri, model_dir=model_dir)
+    asyncio.run(runtime.load())
+    assert runtime.state is ModelState.READY, runtime.reason
+    return runtime
+
+
+@pytest.fixture(scope="module")
+def gcs(logreg_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+    here = tmp_path_factory.mktemp("gcs")
+    with fake_gcs(bundle_files(logreg_path, here), here) as store:
+        yield store
+
+
+def test_a_gcs_object_and_a_gcs_prefix_are_fetched_and_loaded(
+    gcs: FakeGcs, logreg_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fake-gcs-server checks no credentials: what is tested is that the client takes them
+    from GOOGLE_SERVICE_ACCOUNT or GOOGLE_SERVICE_ACCOUNT_KEY (a key that, for emulators,
+    asks for no token) and reaches the store at the URI's endpoint."""
+    for name, value in gcs.env().items():
+        monkeypatch.setenv(name, value)
+    single = loaded(gcs.uri("models/fraud/v1/model.onnx"), tmp_path)
+    assert single.sha256 == sha(logreg_path.read_bytes())
+    monkeypatch.delenv("GOOGLE_SERVICE_ACCOUNT")  # the key itself, as a Secret's value is
+    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_KEY", gcs.key_file.read_text())
+    bundle = loaded(gcs.uri("models/bundle/"), tmp_path)
+    root = tmp_path / f"sha256-{bundle.sha256}"
+    assert (root / "extra" / "profile.json").read_bytes() == b'{"features": []}'
+    assert bundle.sha256 == tree_sha256(root) != single.sha256
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        fetch_model(gcs.uri("models/nothing.onnx"), dest_dir=tmp_path, attempts=1)
+
+
+@pytest.fixture(scope="module")
+def azure(logreg_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    here = tmp_path_factory.mktemp("azure")
+    with azurite(bundle_files(logreg_path, here), here) as store:
+        yield store
+
+
+def test_an_azure_blob_and_an_azure_prefix_are_fetched_and_loaded(
+    azure: Azurite, logreg_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in azure.env().items():
+        monkeypatch.setenv(name, value)
+    single = loaded(azure.uri("models/fraud/v1/model.onnx"), tmp_path)
+    assert single.sha256 == sha(logreg_path.read_bytes())
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_NAME")  # the account named in the URI instead
+    bundle = loaded(azure.uri("models/bundle/") + f"&account={azure.account}", tmp_path)
+    root = tmp_path / f"sha256-{bundle.sha256}"
+    assert (root / "extra" / "profile.json").read_bytes() == b'{"features": []}'
+    assert bundle.sha256 == tree_sha256(root) != single.sha256
+
+
+def test_a_wrong_azure_key_is_refused_and_never_told(
+    azure: Azurite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = base64.b64encode(secrets.token_bytes(64)).decode()
+    for key, message in [(wrong, "refused the credentials"), ("not base64!", "Invalid Access Key")]:
+        for name, value in azure.env(key=key).items():
+            monkeypatch.setenv(name, value)
+        for uri in (azure.uri("models/fraud/v1/model.onnx"), azure.uri("models/bundle/")):
+            with pytest.raises(ModelLoadError, match=message) as refused:
+                fetch_model(uri, dest_dir=tmp_path, attempts=1)
+            assert key not in str(refused.value) and azure.key not in str(refused.value)
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing half-written is left
+
+
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
         ("gs:///model.onnx", "names no bucket"),
         ("az://models/m.onnx?sas_key=abc", "credentials go in the environment"),
         ("gs://models/m.onnx?token=abc", "credentials go in the environment"),
+        ("gs://models/m.onnx?region=eu", "gs:// takes only endpoint, not region"),
+        ("az://models/m.onnx?path_style=true", "az:// takes only account, endpoint, not path"),
     ],
 )
-def test_gcs_and_azure_uris_are_checked_before_any_request(
+def test_object_store_uris_are_checked_before_any_request(
     uri: str, message: str, tmp_path: Path
 ) -> None:
-    """No GCS or Azure emulator runs here: only what is decided before the first request."""
     with pytest.raises(ModelLoadError, match=message):
         fetch_model(uri, dest_dir=tmp_path)
 
