@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from serinus_operator import __version__
 from serinus_operator.local import cli as local_cli
+from serinus_operator.platforms.pinning import REFRESH_SECONDS
 from serinus_operator.scheduling import RESYNC_SECONDS
 from serinus_serving.drift import cli as drift_cli
 from serinus_serving.settings import add_serve_flags, settings_from_args
@@ -107,6 +108,14 @@ def _add_pacing(p: argparse.ArgumentParser) -> None:
         help="reconcile each ModelDeployment at least this often even without news, each "
         "at its own moment of the period; read from the watch caches, so it costs no "
         f"request (default: {RESYNC_SECONDS:.0f})",
+    )
+    p.add_argument(
+        "--model-refresh-seconds",
+        type=float,
+        default=REFRESH_SECONDS,
+        help="ask a model store what an alias (models:/NAME@ALIAS) or a tag (oci://…:TAG) "
+        "names at most this often per ModelDeployment; a change starts a rollout "
+        f"(default: {REFRESH_SECONDS:.0f})",
     )
     p.add_argument(
         "--max-concurrent-passes",
@@ -214,8 +223,24 @@ def _operator(args: argparse.Namespace) -> int:
             kube_api_burst=args.kube_api_burst,
             peering_lifetime=args.peering_lifetime,
             priority=args.priority,
+            pin=_pin,
+            model_refresh_seconds=args.model_refresh_seconds,
         )
     )
+
+
+def _pin(uri: str, env: Mapping[str, str]) -> str:
+    """The data plane's pinning (``serinus_serving.sources.pinning``), for the operator."""
+    from serinus_operator.platforms.pinning import PinError
+    from serinus_serving.errors import ModelLoadError
+    from serinus_serving.sources.pinning import pin
+
+    try:
+        return pin(uri, env=env)
+    except ModelLoadError as exc:
+        raise PinError(str(exc)) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PinError(f"the store's answer was not understood ({type(exc).__name__})") from exc
 
 
 def build_parser(prog: str = "serinus") -> argparse.ArgumentParser:
@@ -229,6 +254,8 @@ def build_parser(prog: str = "serinus") -> argparse.ArgumentParser:
     _add_operator(sub)
     drift_cli.add_parser(sub)
     local_cli.add_parsers(sub)
+    # `serinus local` pins aliases and tags with the data plane's code, handed down here.
+    parser.set_defaults(pin=_pin)
     from serinus_operator import kubectl
 
     kubectl.add_parsers(sub)

@@ -32,6 +32,7 @@ from serinus_operator.passes import MAX_CONCURRENT_PASSES, PassGate
 from serinus_operator.platforms.base import Conflict
 from serinus_operator.platforms.health import ApiHealth
 from serinus_operator.platforms.kubernetes import Credentials, KubernetesPlatform
+from serinus_operator.platforms.pinning import ModelPins
 from serinus_operator.reconcile import reconcile, ref_of
 from serinus_operator.scheduling import RESYNC_SECONDS, Urgency, resync_delay
 from serinus_operator.telemetry import Telemetry
@@ -65,6 +66,8 @@ class Context:
     healthy: bool = False
     #: Calls every ModelDeployment's webhooks, reusing connections across passes.
     webhooks: httpx.AsyncClient = field(default_factory=httpx.AsyncClient)
+    #: Pins model aliases and tags to what they name now (None: URIs as written).
+    pins: ModelPins | None = None
     #: Every pass waits for one of its slots (bounded, due before idle).
     passes: PassGate = field(init=False)
 
@@ -138,6 +141,8 @@ def modeldeployment_changed(
     if type == "DELETED" and namespace and name:
         ctx.telemetry.forget(namespace, name)
         ctx.platform.forget(namespace, name)
+        if ctx.pins is not None:
+            ctx.pins.forget(namespace, name)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=2.0)
@@ -203,14 +208,16 @@ async def _pass(ctx: Context, namespace: str, name: str, backoff: float) -> _Aft
                 clock=ctx.clock,
                 telemetry=ctx.telemetry,
                 http=ctx.webhooks,
+                pins=ctx.pins,
             )
         finally:
             # The children this pass put back, as one Event (kept if it cannot be posted).
             await ctx.platform.report_restored(ref_of(obj))
-        if result.decision.wake_at is None:
-            return _After()
-        until = (result.decision.wake_at - ctx.clock()).total_seconds()
-        return _After(wake_in=max(MIN_DELAY_SECONDS, until))
+        wake_in = None if ctx.pins is None else ctx.pins.recheck_in(obj)
+        if result.decision.wake_at is not None:
+            until = (result.decision.wake_at - ctx.clock()).total_seconds()
+            wake_in = min(wake_in or until, max(MIN_DELAY_SECONDS, until))
+        return _After(wake_in=wake_in)
     except Conflict as exc:
         log.info("%s/%s changed while reconciling (%s); again", namespace, name, exc)
         return _After(wake_in=MIN_DELAY_SECONDS)

@@ -23,6 +23,7 @@ from serinus_operator.analysis.templates import TemplateError
 from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
 from serinus_operator.api import WebhookType
 from serinus_operator.platforms.base import Conflict, ObjectRef, Platform
+from serinus_operator.platforms.pinning import ModelPins, PinError
 from serinus_operator.resources.meta import revision_selector
 from serinus_operator.rollout import (
     Action,
@@ -237,14 +238,22 @@ async def reconcile(
     clock: Callable[[], datetime],
     telemetry: Telemetry | None = None,
     http: httpx.AsyncClient | None = None,
+    pins: ModelPins | None = None,
 ) -> Result:
     """One pass over the stored object ``obj``; raises only for platform trouble
     (:class:`~serinus_operator.platforms.base.Conflict`, API errors), which the caller
-    retries with back-off. ``http`` calls the webhooks (a client of the pass's own if None)."""
+    retries with back-off. ``http`` calls the webhooks (a client of the pass's own if None);
+    ``pins`` pins model aliases and tags (None: URIs are taken as they are written)."""
     if http is None:
         async with httpx.AsyncClient() as own:
             return await reconcile(
-                obj, platform=platform, metrics=metrics, clock=clock, telemetry=telemetry, http=own
+                obj,
+                platform=platform,
+                metrics=metrics,
+                clock=clock,
+                telemetry=telemetry,
+                http=own,
+                pins=pins,
             )
     ref = ref_of(obj)
     meta = obj.get("metadata") or {}
@@ -259,6 +268,7 @@ async def reconcile(
     try:
         md = api.parse(obj)
         check_traffic(md.spec)  # what the provider cannot carry out is invalid too
+        md = await _pinned(md, platform, pins)
     except api.SpecError as error:
         decision = invalid(status, error, generation, clock())
         await execute(platform, ref, _traffic_only(obj, ref), decision)
@@ -280,6 +290,20 @@ async def reconcile(
     if telemetry is not None:
         telemetry.observe_status(ref.namespace, ref.name, status, decision.status)
     return Result(decision=decision, stored=stored)
+
+
+async def _pinned(
+    md: api.ModelDeployment, platform: Platform, pins: ModelPins | None
+) -> api.ModelDeployment:
+    """``md`` deciding on what its model's alias or tag names now. One that was never
+    resolved is a spec that cannot be carried out (Degraded, with the store's answer),
+    like any other, until the store answers."""
+    if pins is None:
+        return md
+    try:
+        return await pins.pinned(md, lambda: platform.model_env(md))
+    except PinError as exc:
+        raise api.SpecError("spec.model.uri", f"cannot resolve {md.spec.model.uri}: {exc}") from exc
 
 
 #: Conditional status writes retried when only what the decision did not read changed.

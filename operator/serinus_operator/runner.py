@@ -26,6 +26,7 @@ from serinus_operator.platforms.kubernetes import (
     load_credentials,
     slim,
 )
+from serinus_operator.platforms.pinning import REFRESH_SECONDS, ModelPins, Pin
 from serinus_operator.platforms.ratelimit import TokenBucket
 from serinus_operator.platforms.watch_cache import ObjectCache
 from serinus_operator.resources.config import DEFAULT_IMAGE, BuildConfig
@@ -54,6 +55,9 @@ class OperatorOptions:
     kube_api_burst: int = 100
     peering_lifetime: float = 60.0
     priority: int | None = None
+    #: Pins model aliases and tags (``platforms.pinning``); None takes URIs as written.
+    pin: Pin | None = None
+    model_refresh_seconds: float = REFRESH_SECONDS
 
 
 class _JsonFormatter(logging.Formatter):
@@ -104,6 +108,12 @@ async def _metrics_server(ctx: Context, host: str, port: int) -> web.AppRunner:
     return runner
 
 
+def _pins(options: OperatorOptions) -> ModelPins | None:
+    if options.pin is None:
+        return None
+    return ModelPins(options.pin, refresh=options.model_refresh_seconds)
+
+
 async def run_operator(options: OperatorOptions) -> None:
     credentials = load_credentials(kubeconfig=options.kubeconfig, context=options.context)
     limiter = TokenBucket(options.kube_api_qps, options.kube_api_burst)
@@ -143,6 +153,7 @@ async def run_operator(options: OperatorOptions) -> None:
         resync_seconds=options.resync_seconds,
         max_concurrent_passes=options.max_concurrent_passes,
         peering_lifetime=options.peering_lifetime,
+        pins=_pins(options),
     )
     made.append(ctx)
     ctx.telemetry.watch_caches(cache.all)

@@ -122,10 +122,31 @@ def pvc_claim(uri: str) -> str | None:
     return match[1] if match else None
 
 
+_MOVING = re.compile(r"^(models:/[^/@]+@.+|oci://[^@]+)$")
+
+
+def moves(uri: str) -> bool:
+    """Whether ``uri`` can name other bytes tomorrow without changing: an MLflow alias or
+    an OCI tag (``platforms.pinning`` pins them). A URL can too, but only its content can
+    pin it: ``sha256``."""
+    return _MOVING.match(uri) is not None
+
+
+def identity(model: ModelSpec) -> dict[str, Any]:
+    """What makes a model the same model. With ``sha256`` the content is pinned, so the
+    URI's query — a presigned URL's signature and expiry, an endpoint — is not part of it:
+    a re-signed URL to the same bytes is no new revision. (The rest of the URI stays, so
+    every revision hash from before this rule, none of which had a query, is unchanged.)"""
+    out = model.to_dict()
+    if model.sha256 is not None:
+        out["uri"] = model.uri.partition("?")[0].partition("#")[0]
+    return out
+
+
 def revision_of(model: ModelSpec, serving: ServingSpec) -> str:
     """Short stable hash of what the pods run; a new one starts a rollout."""
     canonical = json.dumps(
-        {"model": model.to_dict(), "serving": serving.to_dict()},
+        {"model": identity(model), "serving": serving.to_dict()},
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -71,6 +71,8 @@ def _up(args: argparse.Namespace) -> int:
             prometheus_bin=args.prometheus_bin,
             fresh=args.fresh,
             plain=args.plain,
+            # The top-level CLI gives the data plane's pinning (this layer cannot import it).
+            pin=getattr(args, "pin", None),
         )
     )
 

@@ -38,6 +38,7 @@ from serinus_operator.platforms.local import LocalOptions, LocalPlatform
 from serinus_operator.platforms.local_prometheus import PrometheusMissing, find_binary
 from serinus_operator.platforms.local_state import DEFAULT_BASE, AlreadyRunning, StateDir
 from serinus_operator.platforms.local_store import ObjectStore
+from serinus_operator.platforms.pinning import ModelPins, Pin
 from serinus_operator.platforms.processes import reap_leftovers
 from serinus_operator.reconcile import reconcile
 from serinus_operator.telemetry import Telemetry
@@ -62,6 +63,9 @@ class UpOptions:
     fresh: bool = False
     plain: bool = False
     scrape_interval: float = 1.0
+    #: Pins model aliases and tags (``platforms.pinning``); None takes URIs as written.
+    pin: Pin | None = None
+    model_refresh_seconds: float = 5.0
 
 
 def _utcnow() -> datetime:
@@ -252,6 +256,9 @@ async def _run(
             watcher=watcher,
             view=view,
             stop=signals.stop,
+            pins=None
+            if options.pin is None
+            else ModelPins(options.pin, refresh=options.model_refresh_seconds),
         )
     finally:
         if signals.platform is not None:
@@ -293,6 +300,7 @@ async def _loop(
     watcher: ManifestWatcher,
     view: View,
     stop: asyncio.Event,
+    pins: ModelPins | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     namespace, name = watcher.identity
@@ -319,6 +327,7 @@ async def _loop(
                     metrics=provider,
                     clock=_utcnow,
                     telemetry=telemetry,
+                    pins=pins,
                 )
                 backoff = 1.0
                 if result.decision.wake_at is not None:

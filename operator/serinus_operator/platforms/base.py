@@ -55,6 +55,12 @@ class Platform(Protocol):
         """Put ``routes`` into effect with the ModelDeployment's traffic provider."""
         ...
 
+    async def model_env(self, md: ModelDeployment) -> Mapping[str, str]:
+        """The environment the revision's pods would fetch the model with: the keys of
+        ``spec.model.credentials.secretRef`` and ``spec.serving.env`` (read only to pin an
+        alias or a tag; never logged, never stored)."""
+        ...
+
     async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
         """Keep the autoscaler of ``spec.autoscaling`` (none without it)."""
         ...

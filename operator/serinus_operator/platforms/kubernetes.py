@@ -16,6 +16,7 @@ decides anything about rollouts.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from serinus_operator.platforms.kube_http import (
     Credentials,
     KubeClient,
 )
+from serinus_operator.platforms.pinning import PinError
 from serinus_operator.platforms.watch_cache import Kind, KindCache, ObjectCache
 from serinus_operator.resources.autoscaling import autoscaler, revision_disruption_budget
 from serinus_operator.resources.config import BuildConfig
@@ -684,6 +686,25 @@ class KubernetesPlatform:
         if await self.client.delete(path):
             log.info("deleted %s %s/%s", kind, ref.namespace, name)
         self._drop(api_version, kind, ref.namespace, name)
+
+    async def model_env(self, md: ModelDeployment) -> Mapping[str, str]:
+        """``spec.serving.env`` over the keys of the model's Secret, as the pods' ``env``
+        over their ``envFrom``. The Secret is read (``get`` only) when an alias or a tag is
+        to be pinned, never cached or logged."""
+        credentials = md.spec.model.credentials
+        secret_ref = credentials.secret_ref if credentials else None
+        env: dict[str, str] = {}
+        if secret_ref is not None:
+            path = object_path("v1", "Secret", md.namespace, secret_ref.name)
+            try:
+                secret = await self.client.get(path)
+            except ApiError as exc:
+                raise PinError(f"Secret {secret_ref.name}: HTTP {exc.status}") from exc
+            if secret is None:
+                raise PinError(f"Secret {secret_ref.name} not found in {md.namespace}")
+            for key, value in (secret.get("data") or {}).items():
+                env[key] = base64.b64decode(value).decode("utf-8", errors="replace")
+        return {**env, **md.spec.serving.env}
 
     async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
         """The HorizontalPodAutoscaler of ``spec.autoscaling`` (``<name>``, scaling the

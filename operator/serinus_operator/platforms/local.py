@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -225,6 +226,11 @@ class LocalPlatform:
         self.ports.release(rev.port)
         log.info("removed revision %s", revision)
         self._sync()
+
+    async def model_env(self, md: ModelDeployment) -> Mapping[str, str]:
+        """What the serving processes get: this process's environment and
+        ``spec.serving.env`` (a Secret has no meaning here)."""
+        return {**os.environ, **md.spec.serving.env}
 
     async def autoscale(self, ref: ObjectRef, md: ModelDeployment) -> None:
         """``serinus local`` runs a fixed number of processes: autoscaling is a cluster's."""

@@ -64,6 +64,7 @@ class Reason(StrEnum):
     AWAITING_CONFIRMATION = "AwaitingConfirmation"
     INVALID_SPEC = "InvalidSpec"
     SPEC_FIXED = "SpecFixed"
+    MODEL_MOVED = "ModelMoved"  # same sha256 at a new location: pods fetch from there
 
 
 @dataclass(frozen=True)

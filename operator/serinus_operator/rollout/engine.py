@@ -61,6 +61,8 @@ def _reconcile_revision(w: Work) -> None:
         return
     c = s.candidate
     if c is not None and c.ref.revision == target:
+        if c.ref != w.target:
+            w.set_candidate(ref=w.target)  # same bytes, new location: see _moved
         strategy = strategies.of(w)
         if c.strategy != w.spec.strategy.type or not strategy.fits(c.stage, w.spec.strategy):
             w.supersede(f"strategy changed to {w.spec.strategy.type}")
@@ -69,6 +71,7 @@ def _reconcile_revision(w: Work) -> None:
         strategy.edited(w)
         return
     if target == s.stable.ref.revision:
+        _moved(w)
         if c is not None:
             w.supersede("the spec went back to the stable revision")
         w.set(rolled_back=None)
@@ -85,6 +88,21 @@ def _reconcile_revision(w: Work) -> None:
         w.revert()
         return
     strategies.start(w, w.target)
+
+
+def _moved(w: Work) -> None:
+    """The spec names the stable revision's bytes (same ``sha256``) by a new URL — a
+    re-signed one: no rollout, but its pods fetch with the new URL from now on (a
+    Deployment rolling update), so one restarted after the old URL expired still finds
+    its model."""
+    stable = w.status.stable
+    if stable is not None and stable.ref != w.target:
+        w.set(stable=replace(stable, ref=w.target))
+        w.emit(
+            Reason.MODEL_MOVED,
+            f"{w.target.version} ({w.target.revision}) is now fetched "
+            "with a new URL; same sha256, no rollout",
+        )
 
 
 def _restart_clocks(w: Work) -> None:

@@ -16,7 +16,7 @@ import functools
 import os
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +49,18 @@ def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
     return urllib.parse.unquote(match["name"]), match["version"], match["alias"]
 
 
-def _client(limits: Limits) -> httpx.Client:
-    server = os.environ.get("MLFLOW_TRACKING_URI", "")
+def _client(limits: Limits, env: Mapping[str, str] = os.environ) -> httpx.Client:
+    server = env.get("MLFLOW_TRACKING_URI", "")
     if not server.startswith(("http://", "https://")):
         raise ModelLoadError(
             "models:/ needs MLFLOW_TRACKING_URI: the MLflow tracking server's http(s) URL"
         )
     headers, auth = {}, None
-    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        headers["authorization"] = "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]
-    elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
+    if env.get("MLFLOW_TRACKING_TOKEN"):
+        headers["authorization"] = "Bearer " + env["MLFLOW_TRACKING_TOKEN"]
+    elif env.get("MLFLOW_TRACKING_USERNAME"):
         auth = httpx.BasicAuth(
-            os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+            env["MLFLOW_TRACKING_USERNAME"], env.get("MLFLOW_TRACKING_PASSWORD", "")
         )
     return httpx.Client(
         base_url=server.rstrip("/"), headers=headers, auth=auth, timeout=limits.timeout
@@ -83,6 +83,20 @@ def _get_json(client: httpx.Client, path: str, params: dict[str, str], what: str
             message = ""
         raise ModelLoadError(f"{what}: {message or f'HTTP {response.status_code}'}")
     return response.json()
+
+
+def pin_alias(uri: str, *, limits: Limits, env: Mapping[str, str] = os.environ) -> str:
+    """``models:/NAME/VERSION`` for ``models:/NAME@ALIAS`` (the version the alias points at
+    now); a URI that names its version already is returned as it is."""
+    name, version, alias = parse_models_uri(uri)
+    if alias is None:
+        return uri
+    with _client(limits, env) as client:
+        path, params = f"{_API}/registered-models/alias", {"name": name, "alias": alias}
+        ask = functools.partial(_get_json, client, path, params, uri)
+        found = retrying(f"asking MLflow about {uri}", limits.attempts, ask)
+    version = str(found["model_version"]["version"])
+    return f"models:/{urllib.parse.quote(name, safe='')}/{version}"
 
 
 class MlflowSource:

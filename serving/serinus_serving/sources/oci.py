@@ -23,8 +23,9 @@ import json
 import os
 import re
 import urllib.parse
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -44,6 +45,8 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
 ACCEPT = f"{MANIFEST}, {INDEX}, application/vnd.docker.distribution.manifest.v2+json"
 TITLE = "org.opencontainers.image.title"
+#: The key of a ``kubernetes.io/dockerconfigjson`` Secret.
+DOCKERCONFIGJSON: Final = ".dockerconfigjson"
 _REFERENCE = re.compile(
     r"^(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
@@ -70,19 +73,30 @@ def parse_reference(uri: str) -> tuple[str, str, str, bool]:
     return parsed.netloc, match["repo"], match["digest"] or match["tag"], plain
 
 
-def _credentials(registry: str) -> tuple[str, str] | None:
-    """The registry's user and password from a Docker config.json, if there is one."""
+def _configs(env: Mapping[str, str]) -> Iterator[str]:
+    """Docker config.json documents, in the order they are looked at: a
+    ``kubernetes.io/dockerconfigjson`` Secret's ``.dockerconfigjson`` key (the operator
+    hands a Secret's keys over as ``env``), then the files."""
+    if env.get(DOCKERCONFIGJSON):
+        yield env[DOCKERCONFIGJSON]
     candidates = [
-        os.environ.get("REGISTRY_AUTH_FILE"),
-        os.path.join(os.environ["DOCKER_CONFIG"], "config.json")
-        if os.environ.get("DOCKER_CONFIG")
-        else None,
+        env.get("REGISTRY_AUTH_FILE"),
+        os.path.join(env["DOCKER_CONFIG"], "config.json") if env.get("DOCKER_CONFIG") else None,
         os.path.expanduser("~/.docker/config.json"),
     ]
     for name in filter(None, candidates):
         try:
-            auths = json.loads(Path(name).read_text()).get("auths", {})
-        except (OSError, ValueError):
+            yield Path(name).read_text()
+        except OSError:
+            continue
+
+
+def _credentials(registry: str, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The registry's user and password from a Docker config.json, if there is one."""
+    for config in _configs(env):
+        try:
+            auths = json.loads(config).get("auths", {})
+        except (ValueError, AttributeError):
             continue
         for key, entry in auths.items():
             if key.removeprefix("https://").removeprefix("http://").rstrip("/") != registry:
@@ -98,13 +112,13 @@ def _credentials(registry: str) -> tuple[str, str] | None:
 class _Registry:
     """One repository on one registry, authenticating as it is challenged."""
 
-    def __init__(self, uri: str, limits: Limits) -> None:
+    def __init__(self, uri: str, limits: Limits, env: Mapping[str, str] = os.environ) -> None:
         self.uri = uri
         self.registry, self.repo, self.reference, plain = parse_reference(uri)
         self.base = f"{'http' if plain else 'https'}://{self.registry}/v2/{self.repo}"
         self.client = httpx.Client(timeout=limits.timeout, follow_redirects=True)
         self.auth: str | None = None
-        self.creds = _credentials(self.registry)
+        self.creds = _credentials(self.registry, env)
 
     def get(self, path: str, headers: dict[str, str]) -> httpx.Response:
         request = self.client.build_request("GET", f"{self.base}/{path}", headers=headers)
@@ -161,6 +175,34 @@ class OciSource:
         if len(layers) == 1:
             return Fetched(into / layers[0]["annotations"][TITLE])
         return Fetched(pick_model(into, uri=uri), into)
+
+
+def pin_tag(uri: str, *, limits: Limits, env: Mapping[str, str] = os.environ) -> str:
+    """``oci://REGISTRY/REPOSITORY@sha256:DIGEST`` for a tag (the manifest or index the tag
+    names now); a URI that names its digest already is returned as it is."""
+    parsed = urllib.parse.urlparse(uri)
+    _, repo, reference, _ = parse_reference(uri)
+    if reference.startswith("sha256:"):
+        return uri
+    registry = _Registry(uri, limits, env)
+
+    def read() -> bytes:
+        try:
+            with contextlib.closing(
+                registry.get(f"manifests/{reference}", {"accept": ACCEPT})
+            ) as response:
+                _check(response, f"{uri}: no manifest {reference}")
+                return _read(response, _MAX_MANIFEST, "the manifest")
+        except httpx.TransportError as exc:
+            raise Retryable(str(exc)) from exc
+
+    try:
+        body = retrying(f"reading {uri}", limits.attempts, read)
+    finally:
+        registry.client.close()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    query = f"?{parsed.query}" if parsed.query else ""
+    return f"oci://{parsed.netloc}/{repo}@{digest}{query}"
 
 
 def _read(response: httpx.Response, limit: int, what: str) -> bytes:
