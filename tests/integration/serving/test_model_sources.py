@@ -23,6 +23,7 @@ from serinus_serving.loading import fetch_model
 from serinus_serving.runtime.base import ModelState
 from serinus_serving.runtime.onnx import OnnxRuntime
 from serinus_serving.sources.base import tree_sha256
+from serinus_serving.sources.pinning import pin
 from support.serve import serve
 from support.stores import (
     Azurite,
@@ -350,3 +351,50 @@ def test_mlflow_failures_are_explained(
     registry_server.register("fraud", {"model.onnx": logreg_path.read_bytes()})
     with pytest.raises(ModelLoadError, match=message):
         fetch_model(uri, dest_dir=tmp_path, attempts=1)
+
+
+# --- pinning: what the operator asks before deciding (sources/pinning.py) ----------------------
+
+
+def test_an_alias_is_pinned_to_its_version_with_the_given_environment_only(
+    registry_server: Mlflow,
+    logreg_path: Path,
+    zipmap_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The operator asks with the pods' environment (``env``), never its own."""
+    files = {"MLmodel": MLMODEL, "model.onnx": logreg_path.read_bytes()}
+    v1 = registry_server.register("pinned", files)
+    v2 = registry_server.register("pinned", {**files, "model.onnx": zipmap_path.read_bytes()})
+    registry_server.alias("pinned", "champion", v1)
+    env = {"MLFLOW_TRACKING_URI": registry_server.url}
+    assert pin("models:/pinned@champion", env=env) == f"models:/pinned/{v1}"
+    assert pin("models:/pinned@champion", env=env) == f"models:/pinned/{v1}"  # asked again
+    registry_server.alias("pinned", "champion", v2)
+    assert pin("models:/pinned@champion", env=env) == f"models:/pinned/{v2}"
+    assert pin(f"models:/pinned/{v1}", env={}) == f"models:/pinned/{v1}", "asks nothing"
+    with pytest.raises(ModelLoadError, match="MLFLOW_TRACKING_URI"):
+        pin("models:/pinned@champion", env={})
+    with pytest.raises(ModelLoadError, match="nobody"):
+        pin("models:/pinned@nobody", env=env, attempts=1)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_server.url)  # the pods' environment
+    fetched = fetch_model(f"models:/pinned/{v2}", dest_dir=tmp_path)
+    assert fetched.path.read_bytes() == zipmap_path.read_bytes()
+
+
+def test_a_tag_is_pinned_to_its_manifest_digest_and_follows_a_push(
+    oci: Registry, logreg_path: Path, zipmap_path: Path, tmp_path: Path
+) -> None:
+    first = oci.push("acme/pinned", "prod", {"model.onnx": logreg_path.read_bytes()})
+    uri = f"oci://{oci.address}/acme/pinned:prod"
+    assert pin(uri, env={}) == f"oci://{oci.address}/acme/pinned@{first}"
+    second = oci.push("acme/pinned", "prod", {"model.onnx": zipmap_path.read_bytes()})
+    assert second != first
+    pinned = pin(uri, env={})
+    assert pinned == f"oci://{oci.address}/acme/pinned@{second}"
+    assert pin(pinned, env={}) == pinned
+    fetched = fetch_model(pinned, dest_dir=tmp_path)  # the digest is checked while fetching
+    assert fetched.path.read_bytes() == zipmap_path.read_bytes()
+    with pytest.raises(ModelLoadError, match="no manifest"):
+        pin(f"oci://{oci.address}/acme/pinned:nothing", env={}, attempts=1)
