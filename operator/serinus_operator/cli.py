@@ -45,6 +45,51 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Where the kubelet reads a container's termination message (``kubectl describe pod``).
+TERMINATION_LOG = Path("/dev/termination-log")
+
+
+def _add_fetch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "fetch",
+        help="fetch and verify a model into a directory (a serving pod's init container)",
+        description="Fetch the model at --model into --model-dir, verified as `serinus serve` "
+        "would, and record its digest there, so `serinus serve --prefetched` with the same "
+        "--model and --model-dir loads that copy. Exits 1 with the reason (also the "
+        "container's termination message on Kubernetes) when it cannot.",
+    )
+    p.add_argument("--model", required=True, help="the model's URI, as for serinus serve")
+    p.add_argument("--sha256", help="expected sha256 of the model (its file or its files)")
+    p.add_argument("--model-dir", type=Path, required=True, help="where to keep it")
+    p.add_argument(
+        "--max-model-bytes", type=int, default=None, help="largest model (default: 4 GiB)"
+    )
+    _add_log_level(p)
+    p.set_defaults(func=_fetch)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    import logging
+
+    from serinus_serving.errors import ModelLoadError
+    from serinus_serving.loading import DEFAULT_MAX_BYTES, fetch_model
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(message)s")
+    limit = DEFAULT_MAX_BYTES if args.max_model_bytes is None else args.max_model_bytes
+    try:
+        fetched = fetch_model(
+            args.model, sha256=args.sha256, dest_dir=args.model_dir, max_bytes=limit
+        )
+    except ModelLoadError as exc:
+        message = f"cannot fetch the model: {exc}"
+        print(message, file=sys.stderr)
+        if TERMINATION_LOG.is_file():  # only where the kubelet made one
+            TERMINATION_LOG.write_text(message)
+        return 1
+    print(f"fetched the model: sha256 {fetched.sha256}, {fetched.size} bytes")
+    return 0
+
+
 def _add_router(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "router",
@@ -250,6 +295,7 @@ def build_parser(prog: str = "serinus") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(sub)
+    _add_fetch(sub)
     _add_router(sub)
     _add_operator(sub)
     drift_cli.add_parser(sub)

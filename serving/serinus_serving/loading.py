@@ -12,6 +12,7 @@ errors, and a digest mismatch is never retried (the bytes are wrong, not late).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -73,8 +74,13 @@ def fetch_model(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = 30.0,
     attempts: int = 3,
+    prefetched: bool = False,
 ) -> FetchedModel:
-    """A verified local copy of the model at ``uri`` (a local one is used in place)."""
+    """A verified local copy of the model at ``uri`` (a local one is used in place).
+
+    ``prefetched``: ``serinus fetch`` (a pod's init container) fetched ``uri`` into
+    ``dest_dir`` already; its copy is used, checked again against the digest it recorded,
+    so the model is downloaded once per pod even when no ``sha256`` names it."""
     scheme = scheme_of(uri)
     source = SOURCES.get(scheme)
     if source is None:
@@ -85,8 +91,9 @@ def fetch_model(
         return _verified(uri, source.fetch(uri, Path(), limits=limits), expected)
     base = dest_dir or Path(tempfile.mkdtemp(prefix="serinus-model-"))
     base.mkdir(parents=True, exist_ok=True)
-    if expected is not None:
-        cached = _cached(base / f"sha256-{expected}", expected)
+    reuse = expected or (_recorded(base, uri) if prefetched else None)
+    if reuse is not None:
+        cached = _cached(base / f"sha256-{reuse}", reuse)
         if cached is not None:
             log.info("model %s already present at %s with the expected sha256", uri, cached.path)
             return cached
@@ -94,17 +101,34 @@ def fetch_model(
     try:
         model = _verified(uri, source.fetch(uri, into, limits=limits), expected)
         final = base / f"sha256-{model.sha256}"
-        try:
-            into.rename(final)
-        except OSError:
-            if not final.is_dir():  # not another fetch of the same model that finished first
-                raise
         path = final / model.path.relative_to(into)
+        _keep(into, final, path, model.sha256)
     finally:
         shutil.rmtree(into, ignore_errors=True)
     _marker(final).write_text(path.relative_to(final).as_posix())
+    _record(base, uri).write_text(model.sha256)
     log.info("fetched %s (%d bytes, sha256 %s) to %s", uri, model.size, model.sha256, path)
     return FetchedModel(path=path, sha256=model.sha256, size=model.size)
+
+
+def _keep(into: Path, final: Path, path: Path, digest: str) -> None:
+    """Move a fetched model into place. Another fetch of the same model may have finished
+    first (its copy stands); a copy there that changed on disk is replaced."""
+    try:
+        into.rename(final)
+        return
+    except OSError:
+        if not final.is_dir():
+            raise
+    files = [p for p in final.rglob("*") if p.is_file()]
+    try:
+        held = file_sha256(path) if files == [path] else tree_sha256(final)
+    except OSError:
+        held = ""
+    if held != digest:
+        log.warning("the copy at %s changed on disk: replacing it", final)
+        shutil.rmtree(final, ignore_errors=True)
+        into.rename(final)
 
 
 def _verified(uri: str, fetched: Fetched, expected: str | None) -> FetchedModel:
@@ -116,6 +140,21 @@ def _verified(uri: str, fetched: Fetched, expected: str | None) -> FetchedModel:
     if expected is not None and digest != expected:
         raise ModelLoadError(f"sha256 mismatch for {uri}: expected {expected}, got {digest}")
     return FetchedModel(path=fetched.model, sha256=digest, size=size)
+
+
+def _record(base: Path, uri: str) -> Path:
+    """Which digest ``uri`` gave when it was fetched into ``base`` (named by a hash: a URI
+    may be long, and a presigned one should not be spelled out on disk)."""
+    return base / f"fetched-{hashlib.sha256(uri.encode()).hexdigest()[:32]}"
+
+
+def _recorded(base: Path, uri: str) -> str | None:
+    try:
+        digest = _record(base, uri).read_text().strip()
+    except OSError:
+        log.warning("no model fetched before for %s in %s: fetching it now", scheme_of(uri), base)
+        return None
+    return digest or None
 
 
 def _marker(directory: Path) -> Path:

@@ -30,6 +30,7 @@ def build_runtime(settings: ServeSettings) -> OnnxRuntime:
         max_model_bytes=settings.max_model_bytes,
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
+        prefetched=settings.prefetched,
     )
 
 

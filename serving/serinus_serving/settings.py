@@ -146,6 +146,14 @@ class ServeSettings:
             shown_default="a temporary directory",
         ),
     ] = None
+    prefetched: Annotated[
+        bool,
+        Opt(
+            "the model was fetched into --model-dir by `serinus fetch` (a pod's init "
+            "container): use that copy, checked again against the digest it recorded, "
+            "rather than download it again; with none there, fetch it"
+        ),
+    ] = False
     max_model_bytes: Annotated[
         int, Opt("largest model file to download or load", minimum=0, shown_default="4 GiB")
     ] = DEFAULT_MAX_MODEL_BYTES

@@ -93,6 +93,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# Only `get`, and only the Secret a ModelDeployment names in spec.model.credentials: to
+# ask its model store what an alias or a tag names now (docs/models.md).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [get, list, watch, create, patch]

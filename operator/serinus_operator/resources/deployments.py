@@ -1,10 +1,14 @@
 """The Deployment of one revision: ``serinus serve`` for one model file, hardened.
 
-The model is downloaded by the server itself into an ``emptyDir`` (the root file system is
-read-only), verified against ``sha256`` when the spec gives one, loaded and warmed up; only
-then does ``/v2/health/ready`` answer 200, so a pod never takes traffic before its model
-does. The pod template is a function of the revision alone (model, serving, operator
-settings), never of its role: promotion relabels nothing and restarts no pod.
+A model kept in a store is fetched by an init container (``serinus fetch``) into an
+``emptyDir`` (the root file system is read-only) and verified — against ``sha256`` when
+the spec gives one, against the registry's digests for a pinned ``oci://…@sha256:`` — so a
+fetch that fails keeps the pod in ``Init`` with the store's answer as the init container's
+termination message (``kubectl describe pod``). The server then loads that copy (checked
+against the digest the fetch recorded) and warms it up; only then does
+``/v2/health/ready`` answer 200, so a pod never takes traffic before its model does. The
+pod template is a function of the revision alone (model, serving, operator settings),
+never of its role: promotion relabels nothing and restarts no pod.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from serinus_operator.resources.meta import (
 )
 
 SERVER_CONTAINER: Final = "server"
+FETCH_CONTAINER: Final = "fetch"
 MODEL_VOLUME: Final = "model"
 MODEL_DIR: Final = "/models"
 #: Where ``pvc://CLAIM/…`` claims are mounted: ``serinus serve``'s default SERINUS_PVC_ROOT.
@@ -82,9 +87,26 @@ def serve_args(md_name: str, ref: RevisionTemplate, *, config: BuildConfig) -> l
         args += ["--profile", model.profile]
     args += ["--host", config.listen_host, "--port", str(pods.CONTAINER_PORT)]
     args += ["--model-dir", MODEL_DIR]
+    if fetched_first(model):
+        args.append("--prefetched")
     args += ["--max-batch-size", str(batching.max_batch_size)]
     args += ["--max-batch-latency-ms", _number(batching.max_latency_ms)]
     args += ["--drain-seconds", str(DRAIN_SECONDS), "--shutdown-timeout", str(SHUTDOWN_SECONDS)]
+    return args
+
+
+def fetched_first(model: ModelSpec) -> bool:
+    """Whether the model comes from a store (fetched by the init container) rather than
+    from a path or a mounted claim (read in place)."""
+    return not model.uri.startswith(("/", "file://", "pvc://"))
+
+
+def fetch_args(model: ModelSpec) -> list[str]:
+    """The init container's ``serinus fetch``: the same URI, digest and directory the server
+    is given, so the server finds the copy."""
+    args = ["fetch", "--model", model.uri, "--model-dir", MODEL_DIR]
+    if model.sha256 is not None:
+        args += ["--sha256", model.sha256]
     return args
 
 
@@ -123,6 +145,32 @@ def model_volumes(
     return mounts, volumes
 
 
+def _fetch_containers(
+    ref: RevisionTemplate,
+    *,
+    mounts: list[dict[str, Any]],
+    config: BuildConfig,
+    env_from: str | None,
+) -> list[dict[str, Any]]:
+    """The init container that fetches a model kept in a store (none for a path or a
+    claim): the server's image, environment, resources and hardening, no port."""
+    if not fetched_first(ref.model):
+        return []
+    fetch = pods.container(
+        FETCH_CONTAINER,
+        image=ref.serving.image or config.serving_image,
+        args=fetch_args(ref.model),
+        config=config,
+        env=pods.env_list(BASE_ENV, ref.serving.env),
+        resources=ref.serving.resources,
+        probes={},
+        mounts=[*mounts, pods.tmp_mount()],
+        env_from_secret=env_from,
+    )
+    del fetch["ports"]  # it serves nothing
+    return [fetch]
+
+
 def revision_deployment(
     md: ModelDeployment,
     ref: RevisionTemplate,
@@ -142,6 +190,8 @@ def revision_deployment(
     pod_labels = labels(name, component=COMPONENT_SERVER, revision=revision)
     serving, credentials = ref.serving, ref.model.credentials
     mounts, volumes = model_volumes(ref, config=config)
+    env_from = credentials.secret_ref.name if credentials and credentials.secret_ref else None
+    init = _fetch_containers(ref, mounts=mounts, config=config, env_from=env_from)
     server = pods.container(
         SERVER_CONTAINER,
         image=serving.image or config.serving_image,
@@ -151,9 +201,7 @@ def revision_deployment(
         resources=serving.resources,
         probes=server_probes(md.spec.progress_deadline),
         mounts=[*mounts, pods.tmp_mount()],
-        env_from_secret=credentials.secret_ref.name
-        if credentials and credentials.secret_ref
-        else None,
+        env_from_secret=env_from,
     )
     pod = pods.pod_spec(
         [server],
@@ -165,6 +213,7 @@ def revision_deployment(
         automount_token=serving.service_account_name is not None,
         service_account=serving.service_account_name,
         spread=revision_selector(name, revision),
+        init_containers=init,
     )
     meta = object_meta(
         revision_name(name, revision),

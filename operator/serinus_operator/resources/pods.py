@@ -173,6 +173,7 @@ def pod_spec(
     automount_token: bool,
     spread: Mapping[str, str],
     service_account: str | None = None,
+    init_containers: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The pod around ``containers``. Service links are off: the servers read no
     ``<SERVICE>_PORT`` variables, and a Service named like one of their settings could
@@ -187,6 +188,8 @@ def pod_spec(
         spec["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
     spec["terminationGracePeriodSeconds"] = grace_seconds
     spec["topologySpreadConstraints"] = spread_by_node(spread)
+    if init_containers:
+        spec["initContainers"] = [dict(c) for c in init_containers]
     spec["containers"] = [dict(c) for c in containers]
     spec["volumes"] = [dict(v) for v in volumes]
     return spec

@@ -89,9 +89,11 @@ class OnnxRuntime(ModelRuntime):
         max_model_bytes: int = DEFAULT_MAX_BYTES,
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
+        prefetched: bool = False,
     ) -> None:
         super().__init__()
         self.uri = uri
+        self.prefetched = prefetched
         self.expected_sha256 = sha256
         self.model_dir = model_dir
         self.max_model_bytes = max_model_bytes
@@ -131,6 +133,7 @@ class OnnxRuntime(ModelRuntime):
             sha256=self.expected_sha256,
             dest_dir=self.model_dir,
             max_bytes=self.max_model_bytes,
+            prefetched=self.prefetched,
         )
         self.sha256 = fetched.sha256
         options = ort.SessionOptions()

@@ -102,3 +102,46 @@ def test_the_revision_pods_get_the_secret_the_identity_and_the_claim(
     [claim] = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
     assert claim["persistentVolumeClaim"] == {"claimName": "models-pvc", "readOnly": True}
     assert "fraud-store" not in str(pod.get("status", {}))  # a reference, never values
+
+
+def test_a_model_in_a_store_is_fetched_by_an_init_container_the_server_reuses(
+    real_kube: RealKube, namespace: str
+) -> None:
+    """The pod the real ReplicaSet controller makes (and the API server validates) fetches
+    first, with the same credentials, into the volume the server reads; the server is told
+    the copy is there."""
+    raw = copy.deepcopy(MD)
+    raw["metadata"] = {"name": "fetched", "namespace": namespace}
+    raw["spec"]["model"] = {
+        "uri": "s3://models/fraud/v8/?endpoint=http://minio.store:9000&path_style=true",
+        "version": "v8",
+        "sha256": "c" * 64,
+        "credentials": {"secretRef": {"name": "fraud-store"}},
+    }
+    raw["spec"]["serving"] = {}
+    md = api.parse(raw)
+    model, serving = md.spec.model, md.spec.serving
+    ref = RevisionRef(
+        revision=api.revision_of(model, serving), version="v8", model=model, serving=serving
+    )
+    real_kube.apply(
+        r.revision_deployment(md, ref, replicas=1, config=r.BuildConfig()), namespace=namespace
+    )
+    selector = ",".join(f"{k}={v}" for k, v in r.revision_selector("fetched", ref.revision).items())
+    wait_for(
+        lambda: len(real_kube.list("v1", "pods", namespace, selector=selector)) == 1,
+        what="the ReplicaSet controller's pod",
+    )
+    [pod] = real_kube.list("v1", "pods", namespace, selector=selector)
+    [fetch], [server] = pod["spec"]["initContainers"], pod["spec"]["containers"]
+    assert fetch["args"] == [
+        "fetch", "--model", model.uri, "--model-dir", "/models", "--sha256", "c" * 64,
+    ]  # fmt: skip
+    assert fetch["envFrom"] == server["envFrom"] == [{"secretRef": {"name": "fraud-store"}}]
+    assert fetch["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert "ports" not in fetch and "readinessProbe" not in fetch
+    assert {"name": "model", "mountPath": "/models"} in fetch["volumeMounts"]
+    assert fetch["securityContext"] == server["securityContext"]
+    args = server["args"]
+    assert args[args.index("--model") + 1] == model.uri and "--prefetched" in args
+    assert pod["spec"]["automountServiceAccountToken"] is False

@@ -49,9 +49,10 @@ def _revision(uri: str, sha256: str | None = None) -> str:
 
 def test_a_re_signed_url_to_the_same_content_is_the_same_revision() -> None:
     assert _revision(SIGNED.format("aaa"), SHA) == _revision(SIGNED.format("bbb"), SHA)
-    assert identity(api.ModelSpec(uri=SIGNED.format("aaa"), version="v1", sha256=SHA))[
-        "uri"
-    ] == SIGNED.partition("?")[0]
+    assert (
+        identity(api.ModelSpec(uri=SIGNED.format("aaa"), version="v1", sha256=SHA))["uri"]
+        == SIGNED.partition("?")[0]
+    )
 
 
 def test_without_sha256_the_whole_url_is_the_identity() -> None:

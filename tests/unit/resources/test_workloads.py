@@ -397,6 +397,38 @@ def test_serve_arguments_carry_the_model() -> None:
     assert "--profile" not in no_extras
 
 
+@pytest.mark.parametrize(
+    ("uri", "fetched"),
+    [
+        ("https://models.example.com/fraud.onnx", True),
+        ("s3://models/fraud/v7/", True),
+        ("models:/fraud/3", True),
+        ("oci://ghcr.io/acme/fraud@sha256:" + "a" * 64, True),
+        ("/models/fraud.onnx", False),
+        ("file:///models/fraud.onnx", False),
+        ("pvc://models/fraud.onnx", False),
+    ],
+)
+def test_a_model_from_a_store_is_fetched_by_an_init_container_that_the_cli_knows(
+    uri: str, fetched: bool
+) -> None:
+    """What is read in place (a path, a claim) needs no init container; the init container's
+    and the server's arguments parse with the real CLI and name the same model and place."""
+    md = ex.model_deployment({"model": {**ex.V7, "uri": uri}, "strategy": ex.CANARY})
+    dep = r.revision_deployment(md, ex.current_ref(md), replicas=1, config=ex.CONFIG)
+    pod = dep["spec"]["template"]["spec"]
+    server = build_parser().parse_args(pod["containers"][0]["args"])
+    assert bool(server.prefetched) is fetched
+    if not fetched:
+        assert "initContainers" not in pod
+        return
+    [init] = pod["initContainers"]
+    fetch = build_parser().parse_args(init["args"])
+    assert (fetch.command, fetch.model, fetch.sha256) == ("fetch", uri, ex.SHA_V7)
+    assert fetch.model_dir == server.model_dir
+    assert init["image"] == pod["containers"][0]["image"]
+
+
 # --- the router --------------------------------------------------------------------------------
 
 

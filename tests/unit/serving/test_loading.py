@@ -120,3 +120,26 @@ def test_unreachable_server_fails_after_retries(tmp_path: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}/model.onnx"
     with pytest.raises(ModelLoadError, match="after 2 attempts"):
         fetch_model(uri, dest_dir=tmp_path, attempts=2, timeout=1)
+
+
+def test_a_prefetched_model_is_loaded_from_the_init_containers_copy(
+    http_models: str, logreg_path: Path, tmp_path: Path
+) -> None:
+    """``serinus fetch`` (the init container) then ``serinus serve --prefetched``: one
+    download, no sha256 in the spec, and the copy is checked again before it is used."""
+    uri = f"{http_models}/models/logreg.onnx"
+    fetched = fetch_model(uri, dest_dir=tmp_path)
+    assert uri not in "".join(p.name for p in tmp_path.iterdir()), "a URI is not spelled out"
+    _Handler.files.clear()  # the server's fetch needs no store
+    assert fetch_model(uri, dest_dir=tmp_path, prefetched=True) == fetched
+    with pytest.raises(ModelLoadError, match="HTTP 404"):
+        fetch_model(uri, dest_dir=tmp_path), "without --prefetched it downloads again"
+    fetched.path.write_bytes(b"changed on disk")
+    with pytest.raises(ModelLoadError, match="HTTP 404"):
+        fetch_model(uri, dest_dir=tmp_path, prefetched=True)  # not trusted: fetched again
+    _Handler.files["/models/logreg.onnx"] = logreg_path.read_bytes()
+    again = fetch_model(uri, dest_dir=tmp_path, prefetched=True)
+    assert again.path.read_bytes() == logreg_path.read_bytes(), "the changed copy is replaced"
+    assert fetch_model(uri, dest_dir=tmp_path / "empty", prefetched=True).sha256 == sha(
+        logreg_path
+    ), "no copy there: fetched"

@@ -47,6 +47,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "--max-request-rows": 10_000,
     "--max-body-bytes": 32 << 20,
     "--model-dir": None,
+    "--prefetched": False,
     "--max-model-bytes": 4 << 30,
     "--intra-op-threads": 1,
     "--inter-op-threads": 1,
