@@ -73,8 +73,10 @@ def _fetch(args: argparse.Namespace) -> int:
 
     from serinus_serving.errors import ModelLoadError
     from serinus_serving.loading import DEFAULT_MAX_BYTES, fetch_model
+    from serinus_serving.sources.base import quiet_client_logs
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(message)s")
+    quiet_client_logs()
     limit = DEFAULT_MAX_BYTES if args.max_model_bytes is None else args.max_model_bytes
     try:
         fetched = fetch_model(

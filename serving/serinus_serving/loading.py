@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serinus_serving.errors import ModelLoadError
-from serinus_serving.sources.base import Fetched, Limits, ModelSource, file_sha256, tree_sha256
+from serinus_serving.sources.base import (
+    Fetched,
+    Limits,
+    ModelSource,
+    file_sha256,
+    redacted,
+    tree_sha256,
+)
 from serinus_serving.sources.http import HttpSource
 from serinus_serving.sources.local import LocalSource
 from serinus_serving.sources.mlflow import MlflowSource
@@ -84,7 +91,9 @@ def fetch_model(
     scheme = scheme_of(uri)
     source = SOURCES.get(scheme)
     if source is None:
-        raise ModelLoadError(f"unsupported model URI scheme {scheme!r} in {uri!r}: use {_SCHEMES}")
+        raise ModelLoadError(
+            f"unsupported model URI scheme {scheme!r} in {redacted(uri)!r}: use {_SCHEMES}"
+        )
     expected = sha256.strip().lower() if sha256 else None
     limits = Limits(max_bytes=max_bytes, timeout=timeout, attempts=attempts)
     if source is _LOCAL:
@@ -95,7 +104,7 @@ def fetch_model(
     if reuse is not None:
         cached = _cached(base / f"sha256-{reuse}", reuse)
         if cached is not None:
-            log.info("model %s already present at %s with the expected sha256", uri, cached.path)
+            log.info("model %s already present at %s", redacted(uri), cached.path)
             return cached
     into = Path(tempfile.mkdtemp(prefix=".fetching-", dir=base))
     try:
@@ -107,7 +116,9 @@ def fetch_model(
         shutil.rmtree(into, ignore_errors=True)
     _marker(final).write_text(path.relative_to(final).as_posix())
     _record(base, uri).write_text(model.sha256)
-    log.info("fetched %s (%d bytes, sha256 %s) to %s", uri, model.size, model.sha256, path)
+    log.info(
+        "fetched %s (%d bytes, sha256 %s) to %s", redacted(uri), model.size, model.sha256, path
+    )
     return FetchedModel(path=path, sha256=model.sha256, size=model.size)
 
 
@@ -138,7 +149,9 @@ def _verified(uri: str, fetched: Fetched, expected: str | None) -> FetchedModel:
         digest = tree_sha256(fetched.root)
         size = sum(p.stat().st_size for p in fetched.root.rglob("*") if p.is_file())
     if expected is not None and digest != expected:
-        raise ModelLoadError(f"sha256 mismatch for {uri}: expected {expected}, got {digest}")
+        raise ModelLoadError(
+            f"sha256 mismatch for {redacted(uri)}: expected {expected}, got {digest}"
+        )
     return FetchedModel(path=fetched.model, sha256=digest, size=size)
 
 

@@ -18,6 +18,7 @@ from serinus_serving.graceful import Shutdown, serve_until_signalled
 from serinus_serving.http1 import HttpServer
 from serinus_serving.runtime.onnx import OnnxRuntime
 from serinus_serving.settings import ServeSettings
+from serinus_serving.sources.base import quiet_client_logs
 
 log = logging.getLogger(__name__)
 
@@ -75,4 +76,5 @@ def run(settings: ServeSettings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    quiet_client_logs()
     uvloop.run(serve(create_app(settings, build_runtime(settings))))

@@ -17,6 +17,7 @@ from serinus_serving.datatypes import DATATYPE_BY_ONNX, NUMPY_BY_DATATYPE
 from serinus_serving.errors import InferenceError, ModelLoadError
 from serinus_serving.loading import DEFAULT_MAX_BYTES, fetch_model
 from serinus_serving.runtime.base import Array, ModelRuntime, ModelState, TensorSpec
+from serinus_serving.sources.base import redacted
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,11 @@ class OnnxRuntime(ModelRuntime):
             self.state, self.reason = ModelState.READY, "ready"
         self.load_seconds = time.perf_counter() - started
         if self.state is ModelState.FAILED:
-            log.error("model %s failed to load: %s", self.uri, self.reason)
+            log.error("model %s failed to load: %s", redacted(self.uri), self.reason)
         else:
             log.info(
                 "model %s ready in %.2fs (warm-up inference %.2f ms, batchable=%s)",
-                self.uri,
+                redacted(self.uri),
                 self.load_seconds,
                 self.warmup_seconds * 1000,
                 self.batchable,
@@ -145,7 +146,7 @@ class OnnxRuntime(ModelRuntime):
                 str(fetched.path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
-            raise ModelLoadError(f"ONNX Runtime cannot load {self.uri}: {exc}") from exc
+            raise ModelLoadError(f"ONNX Runtime cannot load {redacted(self.uri)}: {exc}") from exc
         self.inputs = tuple(_input_spec(node) for node in session.get_inputs())
         self.outputs = tuple(_output_spec(node) for node in session.get_outputs())
         self._output_names = [spec.name for spec in self.outputs]

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,26 @@ def tree_sha256(root: Path) -> str:
     ]
     lines.sort(key=lambda line: line[66:].encode())
     return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def redacted(uri: str) -> str:
+    """``uri`` fit for a log line, an error or a status: an http(s) URL's query (a presigned
+    URL's signature and expiry) becomes ``?…`` and its user and password are dropped. Other
+    schemes carry no secret in their URI (credentials come from the environment)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not (parts.query or "@" in parts.netloc):
+        return uri
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, "…" if parts.query else "", "")
+    )
+
+
+def quiet_client_logs() -> None:
+    """httpx and httpcore log every request's URL at INFO and DEBUG, a presigned URL's
+    signature with it: a process that fetches models keeps them to warnings."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def safe_relative(name: str, *, uri: str) -> Path:

@@ -13,6 +13,7 @@ import pytest
 
 from serinus_serving.errors import ModelLoadError
 from serinus_serving.loading import fetch_model
+from serinus_serving.sources.base import quiet_client_logs
 
 pytestmark = pytest.mark.unit
 
@@ -48,11 +49,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     failures_left: dict[str, int] = {}
 
     def do_GET(self) -> None:
-        if self.failures_left.get(self.path, 0) > 0:
-            self.failures_left[self.path] -= 1
+        path = self.path.partition("?")[0]
+        if self.failures_left.get(path, 0) > 0:
+            self.failures_left[path] -= 1
             self.send_error(503)
             return
-        data = self.files.get(self.path)
+        data = self.files.get(path)
         if data is None:
             self.send_error(404)
             return
@@ -143,3 +145,55 @@ def test_a_prefetched_model_is_loaded_from_the_init_containers_copy(
     assert fetch_model(uri, dest_dir=tmp_path / "empty", prefetched=True).sha256 == sha(
         logreg_path
     ), "no copy there: fetched"
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs"),
+    [
+        ("/models/missing.onnx", {}),
+        ("/models/logreg.onnx", {"sha256": "00" * 32}),
+        ("/models/logreg.onnx", {"max_bytes": 100}),
+        ("/models/logreg.onnx", {}),
+    ],
+)
+def test_a_presigned_urls_signature_never_reaches_a_message_or_the_log(
+    http_models: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    kwargs: dict[str, object],
+) -> None:
+    """What a failed fetch says ends in a pod's termination message, its log and the
+    model's metadata: the URL is shown without its query (or user and password)."""
+    host = http_models.removeprefix("http://")
+    uri = f"http://reader:pa55word@{host}{path}?X-Amz-Signature=s3cr3t&X-Amz-Expires=60"
+    caplog.set_level("DEBUG")
+    caplog.set_level("DEBUG", logger="serinus_serving")
+    quiet_client_logs()  # as serinus serve and serinus fetch do
+    said: list[str] = []
+    if kwargs or "missing" in path:
+        with pytest.raises(ModelLoadError) as failed:
+            fetch_model(uri, dest_dir=tmp_path, attempts=1, **kwargs)  # type: ignore[arg-type]
+        said.append(str(failed.value))
+        assert f"http://{host}{path}?…" in said[0]
+    else:
+        fetch_model(uri, dest_dir=tmp_path, attempts=1)
+        assert "fetched http://" in caplog.text
+    said.append(caplog.text)
+    assert not [text for text in said if "s3cr3t" in text or "pa55word" in text]
+
+
+def test_serinus_fetch_says_why_without_the_signature(http_models: str, tmp_path: Path) -> None:
+    """The init container's whole output (its log, and the termination message's source)."""
+    import subprocess
+    import sys
+
+    uri = f"{http_models}/models/missing.onnx?X-Amz-Signature=s3cr3t"
+    done = subprocess.run(
+        [sys.executable, "-m", "serinus_operator.cli", "fetch", "--model", uri,
+         "--model-dir", str(tmp_path), "--log-level", "debug"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "cannot fetch the model: downloading" in done.stderr and "HTTP 404" in done.stderr
+    assert "s3cr3t" not in done.stdout + done.stderr
