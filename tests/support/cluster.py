@@ -171,6 +171,11 @@ class Cluster:
         """The revision's pods run but never become ready (a model that cannot load)."""
         self.kube.cluster.kubelet.keep_unready(self.namespace, f"{name}-{revision}-")
 
+    def fail_fetch(self, name: str, revision: str, message: str) -> None:
+        """The revision's pods never start: their fetch init container keeps exiting 1
+        with ``message`` (what ``serinus fetch`` writes as its termination message)."""
+        self.kube.cluster.kubelet.fail_init(self.namespace, f"{name}-{revision}-", message)
+
     # ----------------------------------------------------------- ModelDeployments
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """``kubectl apply --server-side``: fields the manifest no longer has are removed."""

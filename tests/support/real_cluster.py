@@ -472,10 +472,13 @@ class StandinKubelet(threading.Thread):
     - finishes graceful deletion: a pod with a ``deletionTimestamp`` is deleted with grace 0
       (what the kubelet does once its containers are gone), so garbage collection completes;
     - per-pod faults, chosen by namespace and pod-name prefix: :meth:`keep_unready` (running,
-      never ready) and :meth:`crash_loop` (container waiting in CrashLoopBackOff after
-      exiting 1, restartCount 5); :meth:`heal` lifts them.
+      never ready), :meth:`crash_loop` (container waiting in CrashLoopBackOff after
+      exiting 1, restartCount 5) and :meth:`fail_init` (phase Pending, the first init
+      container in CrashLoopBackOff after exiting 1 with a termination message, restartCount
+      3, the containers waiting in PodInitializing); :meth:`heal` lifts them.
 
-    What it lacks: no process runs, so nothing listens on a pod IP; probes, init containers,
+    What it lacks: no process runs, so nothing listens on a pod IP; probes, init containers
+    (unless failing by :meth:`fail_init`: they are not reported),
     volumes, resource limits, ephemeral containers, logs, exec and port-forward do nothing;
     no node heartbeat (the node-lifecycle controller is not run, so the node never turns
     NotReady); pods of Jobs never complete; taints, affinity and resources are not checked
@@ -488,6 +491,8 @@ class StandinKubelet(threading.Thread):
         super().__init__(daemon=True, name="standin-kubelet")
         self.cluster = cluster
         self.faults: dict[tuple[str, str], str] = {}
+        #: The termination message of :meth:`fail_init`'s init container, by fault key.
+        self.init_messages: dict[tuple[str, str], str] = {}
         self.errors: list[str] = []
         self._stopping = threading.Event()
         self._ips: dict[str, str] = {}
@@ -500,6 +505,11 @@ class StandinKubelet(threading.Thread):
 
     def crash_loop(self, namespace: str, prefix: str) -> None:
         self._set_fault(namespace, prefix, "crashloop")
+
+    def fail_init(self, namespace: str, prefix: str, message: str) -> None:
+        with self._lock:
+            self.init_messages[(namespace, prefix)] = message
+        self._set_fault(namespace, prefix, "initfail")
 
     def heal(self, namespace: str, prefix: str) -> None:
         self._set_fault(namespace, prefix, None)
@@ -522,6 +532,14 @@ class StandinKubelet(threading.Thread):
                 if meta["namespace"] == namespace and meta["name"].startswith(prefix):
                     return fault
         return None
+
+    def _init_message(self, pod: dict[str, Any]) -> str:
+        meta = pod["metadata"]
+        with self._lock:
+            for (namespace, prefix), message in self.init_messages.items():
+                if meta["namespace"] == namespace and meta["name"].startswith(prefix):
+                    return message
+        return "exited with 1"
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -633,6 +651,8 @@ class StandinKubelet(threading.Thread):
             return {"type": kind, "status": status, "lastTransitionTime": since or now}
 
         started = current.get("startTime") or now
+        if fault == "initfail":
+            return self._init_failed(pod, started=started, now=now, condition=condition)
         containers = []
         for c in pod["spec"]["containers"]:
             state: dict[str, Any] = {"running": {"startedAt": started}}
@@ -670,6 +690,47 @@ class StandinKubelet(threading.Thread):
             "containerStatuses": containers,
         }
 
+    def _init_failed(
+        self,
+        pod: dict[str, Any],
+        *,
+        started: str,
+        now: str,
+        condition: Callable[[str, str], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """A pod whose first init container keeps failing: what a kubelet reports."""
+        uid, inits = pod["metadata"]["uid"], pod["spec"].get("initContainers") or []
+        last = {"exitCode": 1, "reason": "Error", "message": self._init_message(pod),
+                "startedAt": now, "finishedAt": now}  # fmt: skip
+        init_statuses = [
+            {"name": c["name"], "image": c["image"], "imageID": "", "ready": False,
+             "containerID": f"standin://{uid}/{c['name']}", "restartCount": 3,
+             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+             "lastState": {"terminated": last}}
+            for c in inits[:1]
+        ]  # fmt: skip
+        waiting = {"waiting": {"reason": "PodInitializing"}}
+        containers = [
+            {"name": c["name"], "image": c["image"], "imageID": "", "ready": False,
+             "started": False, "restartCount": 0, "state": waiting}
+            for c in pod["spec"]["containers"]
+        ]  # fmt: skip
+        return {
+            "phase": "Pending",
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "startTime": started,
+            "conditions": [
+                condition("PodReadyToStartContainers", "True"),
+                condition("Initialized", "False"),
+                condition("ContainersReady", "False"),
+                condition("Ready", "False"),
+                condition("PodScheduled", "True"),
+            ],
+            "initContainerStatuses": init_statuses,
+            "containerStatuses": containers,
+        }
+
 
 def _summary(status: dict[str, Any]) -> tuple[Any, ...]:
     """What the stand-in decides on: a status it would not change is not written again."""
@@ -678,4 +739,8 @@ def _summary(status: dict[str, Any]) -> tuple[Any, ...]:
         (c["name"], c.get("ready"), sorted(c.get("state") or {}))
         for c in status.get("containerStatuses") or []
     ]
-    return status.get("phase"), status.get("podIP"), conditions.get("Ready"), containers
+    inits = [
+        (c["name"], sorted(c.get("state") or {})) for c in status.get("initContainerStatuses") or []
+    ]
+    phase, ip, ready = status.get("phase"), status.get("podIP"), conditions.get("Ready")
+    return phase, ip, ready, containers, inits

@@ -40,6 +40,7 @@ _PLURALS: dict[str, tuple[str, bool]] = {
     "ClusterRole": ("clusterroles", False),
     "ClusterRoleBinding": ("clusterrolebindings", False),
     "ServiceAccount": ("serviceaccounts", True),
+    "Secret": ("secrets", True),
     "Role": ("roles", True),
     "RoleBinding": ("rolebindings", True),
     "ConfigMap": ("configmaps", True),

@@ -98,6 +98,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# Only `list`, and only the pods of a revision that is not ready: to say why in the status.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [get, list, watch, create, patch]

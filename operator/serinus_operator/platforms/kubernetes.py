@@ -23,8 +23,8 @@ import logging
 import os
 import socket
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -50,6 +50,7 @@ from serinus_operator.resources.meta import (
     REVISION_LABEL,
     REVISION_PORT,
     revision_name,
+    revision_selector,
 )
 from serinus_operator.resources.services import (
     CANDIDATE_ROLE,
@@ -97,6 +98,12 @@ _PATHS: Final[Mapping[tuple[str, str], str]] = {
         "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
     ),
     (f"{GROUP}/{VERSION}", KIND): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}",
+}
+#: Read on demand, never cached or watched: a model's Secret (to pin an alias or a tag) and
+#: the pods of a revision that is not ready (to say why).
+_UNCACHED_PATHS: Final[Mapping[tuple[str, str], str]] = {
+    ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets",
+    ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
 }
 
 
@@ -201,7 +208,8 @@ class TrafficNotLanded(RuntimeError):
 
 def collection_path(api_version: str, kind: str, namespace: str) -> str:
     try:
-        return _PATHS[(api_version, kind)].format(ns=namespace)
+        path = _PATHS.get((api_version, kind)) or _UNCACHED_PATHS[(api_version, kind)]
+        return path.format(ns=namespace)
     except KeyError:
         raise ValueError(f"no API path known for {api_version} {kind}") from None
 
@@ -405,6 +413,68 @@ def observation(deployment: Mapping[str, Any]) -> RevisionObservation:
     )
 
 
+#: A container waiting for one of these will not start on its own soon.
+_STUCK: Final = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+#: What of a pod's own words is quoted in a status message.
+PROBLEM_CHARS: Final = 400
+
+
+def _container_problem(cs: Mapping[str, Any]) -> str | None:
+    """What keeps one container from running, from its status: a non-zero exit (its
+    termination message: ``serinus fetch`` writes the store's answer there), a crash loop
+    (the last exit's message), or a wait that will not end by itself."""
+    state = cs.get("state") or {}
+    waiting, ended = state.get("waiting") or {}, state.get("terminated") or {}
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+    if ended and ended.get("exitCode", 0) != 0:
+        said = (
+            ended.get("message") or f"exited with {ended.get('exitCode')} ({ended.get('reason')})"
+        )
+    elif waiting.get("reason") == "CrashLoopBackOff" and last:
+        said = last.get("message") or f"exited with {last.get('exitCode')} ({last.get('reason')})"
+    elif waiting.get("reason") in _STUCK:
+        said = f"{waiting['reason']}: {waiting.get('message') or ''}".rstrip(": ")
+    else:
+        return None
+    said = " ".join(str(said).split())  # one line: a log tail has many
+    if len(said) > PROBLEM_CHARS:
+        said = said[: PROBLEM_CHARS - 1] + "…"
+    restarts = int(cs.get("restartCount") or 0)
+    return f"{said} (restarts: {restarts})" if restarts else said
+
+
+def pod_problem(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a revision's pods are not ready, in their own words: the first init container,
+    then container, that cannot run, else a pod the scheduler cannot place; None when
+    nothing says (they may just be starting)."""
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    for pod in sorted(live, key=lambda p: str((p.get("metadata") or {}).get("name"))):
+        status = pod.get("status") or {}
+        for kind, key in (
+            ("init container", "initContainerStatuses"),
+            ("container", "containerStatuses"),
+        ):
+            for cs in status.get(key) or []:
+                problem = _container_problem(cs)
+                if problem is not None:
+                    return f"{kind} {cs.get('name')}: {problem}"
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return f"unschedulable: {condition.get('message') or 'no node fits'}"
+    return None
+
+
 # --- the platform ----------------------------------------------------------------------------
 
 
@@ -498,7 +568,23 @@ class KubernetesPlatform:
             ):
                 continue  # the router's Deployment, or one being deleted
             out[str(revision)] = observation(item)
+        for revision, seen in out.items():
+            if seen.replicas > 0 and not seen.complete(seen.replicas):
+                out[revision] = replace(seen, problem=await self._problem(ref, revision))
         return out
+
+    async def _problem(self, ref: ObjectRef, revision: str) -> str | None:
+        """What the pods of a revision that is not ready say (a list of its pods: only
+        while it is not ready, so a settled ModelDeployment costs none)."""
+        selector = ",".join(f"{k}={v}" for k, v in revision_selector(ref.name, revision).items())
+        try:
+            found = await self.client.list(
+                collection_path("v1", "Pod", ref.namespace), label_selector=selector
+            )
+        except ApiError as exc:  # e.g. no RBAC for pods: the status just says less
+            log.debug("%s/%s: cannot list pods of %s: %s", ref.namespace, ref.name, revision, exc)
+            return None
+        return pod_problem(found)
 
     # ------------------------------------------------------------------ writing
     async def apply(self, obj: Mapping[str, Any], *, force: bool = False) -> Mapping[str, Any]:

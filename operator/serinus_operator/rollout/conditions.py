@@ -72,7 +72,7 @@ def message_of(w: Work, phase: Phase) -> str:
     if c is not None:
         where = strategies.of(w).where(w, c)
         if c.ready_since is None:
-            where = "waiting for the candidate to become available"
+            where = "waiting for the candidate to become available" + _why(w, c.ref.revision)
         elif _waiting_for_full_size(w):
             where += f"; waiting for full size ({full_size(w, c.ref.revision)} ready)"
         elif w.held is not None and c.pause is None:
@@ -84,8 +84,14 @@ def message_of(w: Work, phase: Phase) -> str:
         rb = s.rolled_back
         return f"{rb.ref.version} rolled back ({rb.reason}): {rb.message}; {stable} serves"
     if phase == Phase.INITIALIZING:
-        return f"waiting for {stable} to become available"
+        why = "" if s.stable is None else _why(w, s.stable.ref.revision)
+        return f"waiting for {stable} to become available{why}"
     return f"{stable} serves all traffic"
+
+
+def _why(w: Work, revision: str) -> str:
+    problem = w.observed.problem(revision)
+    return "" if problem is None else f" ({problem})"
 
 
 def _waiting_for_full_size(w: Work) -> bool:

@@ -24,6 +24,9 @@ class RevisionObservation:
     available: bool = False
     progress_deadline_exceeded: bool = False
     deadline_exceeded_at: datetime | None = None
+    #: Why its pods are not ready, as they say it (a model fetch that failed, a crash, an
+    #: image that cannot be pulled); None when nothing is known to be wrong.
+    problem: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -55,6 +58,10 @@ class Observed:
     def complete(self, revision: str, replicas: int) -> bool:
         obs = self.revisions.get(revision)
         return obs is not None and obs.complete(replicas)
+
+    def problem(self, revision: str) -> str | None:
+        obs = self.revisions.get(revision)
+        return None if obs is None else obs.problem
 
     def deadline_exceeded(self, revision: str, since: datetime, now: datetime) -> bool:
         """The Deployment reports ProgressDeadlineExceeded for the attempt started ``since``.

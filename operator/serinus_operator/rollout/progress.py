@@ -39,8 +39,10 @@ def track_candidate(w: Work) -> None:
             w.set(analysis=w.fresh_analysis())
             w.emit(Reason.CANDIDATE_READY, f"{c.ref.version} ({rev}) is available")
         elif w.now - c.started_at >= deadline:
+            problem = w.observed.problem(rev)
+            why = "" if problem is None else f": {problem}"
             w.roll_back(
-                DEADLINE, f"not available within progressDeadline {format_duration(deadline)}"
+                DEADLINE, f"not available within progressDeadline {format_duration(deadline)}{why}"
             )
         return
     if w.observed.ready(rev):

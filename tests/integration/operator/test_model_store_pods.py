@@ -6,8 +6,10 @@ token, and the claim mounted read-only."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import copy
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +17,11 @@ import pytest
 
 from serinus_operator import api
 from serinus_operator import resources as r
+from serinus_operator.platforms.kubernetes import Credentials, KubeClient, KubernetesPlatform
+from serinus_operator.platforms.pinning import PinError
 from serinus_operator.rollout.status import RevisionRef
+from support.cluster import Cluster
+from support.cluster import md as cluster_md
 from support.real_cluster import wait_for
 from support.real_kube import RealKube
 
@@ -145,3 +151,77 @@ def test_a_model_in_a_store_is_fetched_by_an_init_container_the_server_reuses(
     args = server["args"]
     assert args[args.index("--model") + 1] == model.uri and "--prefetched" in args
     assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def _platform_run(kube: RealKube, work: Callable[[KubernetesPlatform], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        d = kube.cluster.dir
+        credentials = Credentials(
+            server=kube.url,
+            ca_path=str(kube.cluster.ca_path),
+            cert_path=str(d / "admin.crt"),
+            key_path=str(d / "admin.key"),
+        )
+        client = KubeClient(credentials)
+        try:
+            return await work(KubernetesPlatform(client))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_the_model_secret_is_read_as_the_pods_environment(
+    real_kube: RealKube, namespace: str
+) -> None:
+    """What the operator pins an alias with: the Secret's keys under ``serving.env``, as a
+    pod's ``env`` overrides its ``envFrom``."""
+    real_kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "fraud-store"},
+            "data": {
+                "MLFLOW_TRACKING_TOKEN": base64.b64encode(b"t0ken").decode(),
+                "MLFLOW_TRACKING_URI": base64.b64encode(b"http://from-secret").decode(),
+            },
+        },
+        namespace=namespace,
+    )
+    raw = copy.deepcopy(MD)
+    raw["metadata"] = {"name": "fraud", "namespace": namespace}
+    raw["spec"]["serving"] = {"env": [{"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow"}]}
+    md = api.parse(raw)
+    env = _platform_run(real_kube, lambda p: p.model_env(md))
+    assert env == {"MLFLOW_TRACKING_TOKEN": "t0ken", "MLFLOW_TRACKING_URI": "http://mlflow"}
+    raw["spec"]["model"]["credentials"] = {"secretRef": {"name": "nobody"}}
+    with pytest.raises(PinError, match="Secret nobody not found"):
+        _platform_run(real_kube, lambda p: p.model_env(api.parse(raw)))
+
+
+def test_a_failed_fetch_is_quoted_in_the_status_and_the_rollback(cluster: Cluster) -> None:
+    """The real operator, its RBAC and the real Deployment controller; the stand-in kubelet
+    reports the fetch init container failing with what ``serinus fetch`` says. The status
+    says why the candidate is not available while it waits, and the rollback says it too."""
+    cluster.operator.start()
+    manifest = cluster_md("v1", progressDeadline="4s")
+    cluster.apply(manifest)
+    cluster.wait_status("fraud", lambda s: s.get("phase") == "Stable", what="v1 stable")
+    manifest = cluster_md("v2", progressDeadline="4s")
+    meta = {"name": "fraud", "namespace": cluster.namespace}
+    v2 = api.parse({**manifest, "metadata": meta}).spec.revision
+    said = "cannot fetch the model: https://models.example.com/v2.onnx: HTTP 403"
+    cluster.fail_fetch("fraud", v2, said)
+    cluster.apply(manifest)
+    waiting = cluster.wait_status(
+        "fraud", lambda s: said in s.get("message", ""), what="the reason in the status"
+    )
+    assert f"(init container fetch: {said} (restarts: 3))" in waiting["message"]
+    rolled = cluster.wait_status(
+        "fraud",
+        lambda s: (s.get("rolledBack") or {}).get("revision") == v2,
+        timeout=40,
+        what="rolled back after the progress deadline",
+    )
+    assert said in rolled["rolledBack"]["message"]
+    assert said in rolled["message"]

@@ -519,3 +519,27 @@ def test_reverting_to_the_warm_revision_after_a_rollback_clears_the_rollback() -
     sim.new_version("v1")
     walk(sim, [Tick(phase=Phase.STABLE, stable="v1", events=(R.REVERTED,))])
     assert sim.status.rolled_back is None
+
+
+def test_why_the_candidate_is_not_available_is_in_the_message_and_the_rollback() -> None:
+    """What its pods say (platforms/kubernetes.py ``pod_problem``) is quoted as it changes,
+    and kept in the rollback that the progress deadline brings."""
+    sim = Sim.started(spec_dict("v1"))
+    v2 = sim.new_version("v2")
+    said = "init container fetch: cannot fetch the model: HTTP 403 (restarts: 2)"
+    sim.pin(v2, RevisionObservation(2, 0, False, problem=said))
+    sim.step()
+    sim.step(S)
+    assert f"waiting for the candidate to become available ({said})" in sim.status.message
+    sim.step(10 * M)
+    rolled = sim.status.rolled_back
+    assert rolled is not None and rolled.message.endswith(f"10m: {said}")
+    assert said in sim.status.message
+
+
+def test_why_the_first_revision_is_not_available_is_in_the_message() -> None:
+    sim = Sim(spec_dict("v1"))
+    sim.step()
+    sim.pin(sim.revision, RevisionObservation(2, 0, False, problem="container server: boom"))
+    sim.step(S)
+    assert sim.status.message == "waiting for v1 to become available (container server: boom)"
