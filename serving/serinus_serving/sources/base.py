@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -26,11 +28,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """How much a fetch may cost: bytes in all, seconds per request, tries per request."""
+    """How much a fetch may cost: bytes in all, seconds per request, tries per request;
+    and how a big file is fetched: in parts of ``part_bytes``, ``workers`` at once, when it
+    is at least ``parts_from`` bytes and its store serves ranges (``sources/parts.py``)."""
 
     max_bytes: int
     timeout: float = 30.0
     attempts: int = 3
+    workers: int = 4
+    part_bytes: int = 16 << 20
+    parts_from: int = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,39 @@ class Retryable(Exception):
     """A failure that may pass: a dropped connection, a 5xx, a 429."""
 
 
+class Progress:
+    """A fetch's progress in the log, every ``every`` seconds and at the end: a big model
+    takes minutes, and a pod stuck in ``Init`` should say how far it got. Thread-safe."""
+
+    def __init__(self, name: str, total: int | None, *, every: float = 5.0) -> None:
+        self.name, self.total, self.every = name, total, every
+        self.done = 0
+        self.started = self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            now = time.monotonic()
+            if now - self._last < self.every:
+                return
+            self._last = now
+        log.info("fetching %s: %s", self.name, self._said(now))
+
+    def finished(self) -> None:
+        log.info("fetched %s: %s", self.name, self._said(time.monotonic()))
+
+    def _said(self, now: float) -> str:
+        mib = self.done / (1 << 20)
+        rate = mib / max(now - self.started, 1e-6)
+        if self.total:
+            share = 100 * self.done / self.total
+            of = f"{mib:.1f} of {self.total / (1 << 20):.1f} MiB ({share:.0f}%)"
+        else:
+            of = f"{mib:.1f} MiB"
+        return f"{of} in {now - self.started:.1f} s, {rate:.1f} MiB/s"
+
+
 class Sink:
     """Writes one file from chunks, inside :meth:`filling`: to ``NAME.partial``, renamed
     when complete, refused (and dropped) past the bytes left in the fetch's budget, which
@@ -68,11 +108,13 @@ class Sink:
         self.size = 0
         target.parent.mkdir(parents=True, exist_ok=True)
         self._out = self.partial.open("wb")
+        self.progress = Progress(target.name, None)
 
     def declared(self, size: int | None) -> None:
         """Refuse at once what says it is too large."""
         if size is not None and size > self.budget[0]:
             raise ModelLoadError(f"model at {self.uri} is over the limit of {self.limit} bytes")
+        self.progress.total = size
 
     def write(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
@@ -80,6 +122,23 @@ class Sink:
         if self.budget[0] < 0:
             raise ModelLoadError(f"model at {self.uri} is over the limit of {self.limit} bytes")
         self._out.write(chunk)
+        self.progress.add(len(chunk))
+
+    def reserve(self, size: int) -> int:
+        """Take ``size`` bytes of the budget at once and size the file to it, for parts
+        written at their offsets (:meth:`write_at`); the file descriptor to write to."""
+        self.declared(size)
+        self.size = size
+        self.budget[0] -= size
+        self._out.truncate(size)
+        return self._out.fileno()
+
+    def write_at(self, fd: int, offset: int, chunk: bytes | memoryview) -> None:
+        """One part's bytes at their place (``os.pwrite``: safe from several threads)."""
+        written = 0
+        while written < len(chunk):
+            written += os.pwrite(fd, chunk[written:], offset + written)
+        self.progress.add(len(chunk))
 
     @contextlib.contextmanager
     def filling(self) -> Iterator[Sink]:
@@ -97,6 +156,7 @@ class Sink:
     def done(self) -> Path:
         self._out.close()
         self.partial.replace(self.target)
+        self.progress.finished()
         return self.target
 
     def abort(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import re
 import urllib.parse
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from serinus_serving.sources.base import (
     pick_model,
     safe_relative,
 )
+from serinus_serving.sources.parts import fetch_in_parts, in_parts
 
 _STATUS = re.compile(r"non-2xx status code: (\d{3})\b")
 _QUERY = frozenset({"endpoint", "region", "path_style", "account"})
@@ -128,6 +130,20 @@ class ObjectStoreSource:
 def _get(
     store: Any, key: str, target: Path, *, uri: str, budget: list[int], limits: Limits
 ) -> Path:
+    meta = obstore.head(store, key)
+    size = int(meta["size"])
+    if in_parts(size, limits=limits):
+        etag = meta.get("e_tag")
+
+        def read(start: int, end: int) -> Iterator[memoryview]:
+            options: Any = {"range": (start, end)}
+            if etag:
+                options["if_match"] = etag  # the version that was sized, or a failed fetch
+            ranged = obstore.get(store, key, options=options)
+            for chunk in ranged.stream(min_chunk_size=CHUNK):
+                yield memoryview(chunk)
+
+        return fetch_in_parts(read, target, size=size, uri=uri, budget=budget, limits=limits)
     result = obstore.get(store, key)
     sink = Sink(target, uri=uri, budget=budget, limit=limits.max_bytes)
     with sink.filling():

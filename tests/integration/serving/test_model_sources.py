@@ -22,7 +22,8 @@ from serinus_serving.errors import ModelLoadError
 from serinus_serving.loading import fetch_model
 from serinus_serving.runtime.base import ModelState
 from serinus_serving.runtime.onnx import OnnxRuntime
-from serinus_serving.sources.base import tree_sha256
+from serinus_serving.sources.base import Limits, tree_sha256
+from serinus_serving.sources.object_store import ObjectStoreSource
 from serinus_serving.sources.pinning import pin
 from support.serve import serve
 from support.stores import (
@@ -41,6 +42,10 @@ from support.stores import (
 pytestmark = pytest.mark.integration
 
 
+#: 3 MiB that is the same in no two places: a part written at the wrong offset shows.
+BIG = np.random.default_rng(7).bytes(3 << 20)
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -49,7 +54,9 @@ def sha(data: bytes) -> str:
 def s3(logreg_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     here = tmp_path_factory.mktemp("s3")
     (here / "profile.json").write_bytes(b'{"features": []}')
+    (here / "big.bin").write_bytes(BIG)
     files = {
+        "models/big.onnx": here / "big.bin",
         "models/fraud/v1/model.onnx": logreg_path,
         "models/bundle/model.onnx": logreg_path,
         "models/bundle/extra/profile.json": here / "profile.json",
@@ -72,6 +79,13 @@ def test_an_s3_object_is_fetched_streamed_and_known_by_its_digest(
     assert fetched.path.read_bytes() == logreg_path.read_bytes()
     assert fetched.sha256 == sha(logreg_path.read_bytes())
     assert fetched.path.parent.name == f"sha256-{fetched.sha256}"
+
+
+def test_a_big_s3_object_is_fetched_in_parts(s3_env: MotoS3, tmp_path: Path) -> None:
+    """Twelve ranged GETs, four at once, each signed and pinned to the object's ETag."""
+    limits = Limits(max_bytes=1 << 30, workers=4, part_bytes=256 << 10, parts_from=512 << 10)
+    fetched = ObjectStoreSource().fetch(s3_env.uri("models/big.onnx"), tmp_path, limits=limits)
+    assert sha(fetched.model.read_bytes()) == sha(BIG)
 
 
 def test_an_s3_prefix_is_fetched_whole_and_known_by_all_its_files(
