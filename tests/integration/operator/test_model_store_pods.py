@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +26,7 @@ from support.cluster import Cluster
 from support.cluster import md as cluster_md
 from support.real_cluster import wait_for
 from support.real_kube import RealKube
+from support.stores import registry
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +228,41 @@ def test_a_failed_fetch_is_quoted_in_the_status_and_the_rollback(cluster: Cluste
     )
     assert said in rolled["rolledBack"]["message"]
     assert said in rolled["message"]
+
+
+def test_the_operator_pins_a_tag_and_a_new_push_starts_a_rollout(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """``serinus operator`` (kopf, its own process, its RBAC) and a real OCI registry: the
+    tag is pinned to its manifest digest in the revision's template; asking again finds
+    the same digest (no rollout); a push to the tag starts one to the new digest, on its
+    own, with nothing changed in the spec."""
+    with registry(tmp_path) as oci:
+        first = oci.push("acme/fraud", "prod", {"model.onnx": b"model one"})
+        cluster.operator.extra_args = ["--model-refresh-seconds", "1"]
+        cluster.operator.start()
+        manifest = cluster_md("v1", strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 50}]}})
+        manifest["spec"]["model"]["uri"] = f"oci://{oci.address}/acme/fraud:prod"
+        cluster.apply(manifest)
+        pinned = f"oci://{oci.address}/acme/fraud@{first}"
+        stable = cluster.wait_status(
+            "fraud", lambda s: s.get("phase") == "Stable", what="the first revision stable"
+        )["stable"]
+        assert stable["template"]["model"]["uri"] == pinned
+        time.sleep(3)  # three refresh periods: the tag is asked about again, same digest
+        assert cluster.status("fraud")["stable"]["revision"] == stable["revision"]
+        assert len(cluster.status("fraud")["history"]) == 1
+        second = oci.push("acme/fraud", "prod", {"model.onnx": b"model two"})
+        moved = cluster.wait_status(
+            "fraud",
+            lambda s: (
+                s.get("phase") == "Stable"
+                and s["stable"]["template"]["model"]["uri"].endswith(second)
+            ),
+            timeout=40,
+            what="a rollout to the new digest, promoted",
+        )
+        assert moved["stable"]["revision"] != stable["revision"]
+        assert [h["outcome"] for h in moved["history"]] == ["Promoted", "Promoted"]
+    stored = cluster.get("fraud")
+    assert stored is not None and stored["spec"]["model"]["uri"].endswith(":prod")
