@@ -241,7 +241,9 @@ def test_the_operator_pins_a_tag_and_a_new_push_starts_a_rollout(
         first = oci.push("acme/fraud", "prod", {"model.onnx": b"model one"})
         cluster.operator.extra_args = ["--model-refresh-seconds", "1"]
         cluster.operator.start()
-        manifest = cluster_md("v1", strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 50}]}})
+        manifest = cluster_md(
+            "v1", strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 50}]}}
+        )
         manifest["spec"]["model"]["uri"] = f"oci://{oci.address}/acme/fraud:prod"
         cluster.apply(manifest)
         pinned = f"oci://{oci.address}/acme/fraud@{first}"
