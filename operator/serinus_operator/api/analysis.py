@@ -23,6 +23,8 @@ class MetricSpec:
     query: str | None = None
     min: float | None = None
     max: float | None = None
+    #: Measured and shown, never gating (Argo Rollouts' dry-run): a new gate, tried safely.
+    dry_run: bool = False
 
 
 @refines(MetricSpec)

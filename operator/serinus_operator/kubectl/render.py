@@ -109,7 +109,7 @@ def _analysis_lines(analysis: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
                 str(m.get("name")),
                 value_text(m.get("value")),
                 bound_text(str(m.get("name")), spec),
-                str(m.get("result")),
+                str(m.get("result")) + (" (dry run)" if m.get("dryRun") else ""),
                 str(m.get("at", "")),
             )
         )

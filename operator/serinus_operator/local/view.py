@@ -123,7 +123,10 @@ def _analysis_parts(analysis: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
             str(m.get("name")),
             value_text(m.get("value")),
             bound_text(str(m.get("name")), spec),
-            Text(result, style=_RESULT_STYLE.get(result, "")),
+            Text(
+                result + (" (dry run)" if m.get("dryRun") else ""),
+                style=_RESULT_STYLE.get(result, ""),
+            ),
             str(m.get("at", ""))[11:19],
         )
     counts = (

@@ -64,6 +64,7 @@ class Reason(StrEnum):
     AWAITING_CONFIRMATION = "AwaitingConfirmation"
     INVALID_SPEC = "InvalidSpec"
     SPEC_FIXED = "SpecFixed"
+    DRY_RUN = "AnalysisDryRun"  # a dryRun check failed or was inconclusive: shown only
     MODEL_MOVED = "ModelMoved"  # same sha256 at a new location: pods fetch from there
 
 

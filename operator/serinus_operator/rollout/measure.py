@@ -40,14 +40,22 @@ def _resolve(spec: AnalysisSpec, m: Measurement) -> tuple[MetricStatus, ...]:
         message = r.message
         if r.verdict == Verdict.NO_DATA:
             message = f"{message or 'no data'} (noData: {spec.no_data})"
-        out.append(MetricStatus(metric.name, verdict, m.at, r.value, r.threshold, message))
+        status = MetricStatus(metric.name, verdict, m.at, r.value, r.threshold, message)
+        out.append(replace(status, dry_run=True) if metric.dry_run else status)
     return tuple(out)
+
+
+def gating_verdict(metrics: Sequence[MetricStatus]) -> Verdict:
+    """The measurement's verdict from the checks that gate; with none (all dry-run), it
+    passes: a dry-run check is never what holds a rollout back."""
+    gating = [m.result for m in metrics if not m.dry_run]
+    return combine(gating) if gating else Verdict.PASS
 
 
 def summary(metrics: Sequence[MetricStatus], verdict: Verdict) -> str:
     parts = []
     for m in metrics:
-        if m.result != verdict:
+        if m.result != verdict or m.dry_run:
             continue
         bound = "" if m.threshold is None else f" (threshold {_fmt(m.threshold)})"
         note = f": {m.message}" if m.message else ""
@@ -82,6 +90,18 @@ def _resume_on_pass(w: Work, spec: AnalysisSpec, metrics: Sequence[MetricStatus]
     w.emit(Reason.RESUMED, f"analysis passed again ({values}): resumed (resumeOnPass)")
 
 
+def _tell_dry_run(w: Work, metrics: Sequence[MetricStatus]) -> None:
+    """What a dry-run check would have done, as an Event: how a new gate is judged."""
+    for m in metrics:
+        if m.dry_run and m.result in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+            bound = "" if m.threshold is None else f" (threshold {_fmt(m.threshold)})"
+            note = f": {m.message}" if m.message else ""
+            w.emit(
+                Reason.DRY_RUN,
+                f"{m.name} {_fmt(m.value)}{bound}{note}: {m.result} (dryRun: not gating)",
+            )
+
+
 def consume(w: Work, verdicts: Sequence[Measurement]) -> None:
     spec, c = w.spec.analysis, w.candidate
     if spec is None and c is not None:
@@ -91,7 +111,8 @@ def consume(w: Work, verdicts: Sequence[Measurement]) -> None:
     a = w.status.analysis or AnalysisStatus(started_at=w.now)
     for m in _fresh(w, a, verdicts):
         metrics = _resolve(spec, m)
-        verdict = combine(x.result for x in metrics)
+        verdict = gating_verdict(metrics)
+        _tell_dry_run(w, metrics)
         a = replace(
             a,
             last_measured_at=m.at,

@@ -179,6 +179,7 @@ class MetricStatus(_Record):
     value: float | None = None
     threshold: float | None = None
     message: str = field(default="", metadata=wire(omit_empty=True))
+    dry_run: bool | None = None  # True for a dryRun check (absent otherwise)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serinus_operator.analysis.verdict import Verdict
-from serinus_operator.rollout import EnsureRevision, Phase, Reason, Role, Stage
+from serinus_operator.rollout import EnsureRevision, Notify, Phase, Reason, Role, Stage
 from unit.operator.kit import (
     ANALYSIS,
     BLUE_GREEN,
@@ -210,3 +210,38 @@ def test_zero_length_preview_and_post_promotion_switch_and_promote_at_once() -> 
     sim.new_version("v2")
     walk(sim, [Tick(), Tick(S, phase=Phase.STABLE, stable="v2")])
     assert sim.events() == [R.CANDIDATE_READY, R.TRAFFIC_SWITCHED, R.PROMOTED]
+
+
+def test_a_dry_run_check_is_shown_but_never_rolls_back() -> None:
+    """Argo Rollouts' dryRun: the new ``agreement`` gate fails every measurement, which
+    shows in status and as Events, and the shadow still promotes on the gating checks."""
+    metrics = [
+        {"name": "error-rate", "max": 0.01},
+        {"name": "agreement", "min": 0.97, "dryRun": True},
+    ]
+    analysis = ANALYSIS | {"failureLimit": 0, "metrics": metrics}
+    sim = Sim.started(spec_dict("v1", strategy=SHADOW, analysis=analysis))
+    sim.new_version("v2")
+    walk(sim, [Tick(), Tick(S, mirror=50)])
+    sim.step(30 * S, verdict={"error-rate": PASS, "agreement": FAIL})
+    assert sim.events() == [R.DRY_RUN]
+    assert sim.status.phase == Phase.PROGRESSING
+    a = sim.status.analysis
+    assert a is not None and a.result == PASS and a.failures == 0
+    agreement = next(m for m in a.metrics if m.name == "agreement")
+    assert (agreement.result, agreement.dry_run) == (FAIL, True)
+    [told] = [n.message for n in sim.last.of(Notify)] if sim.last else []
+    assert "agreement" in told and "dryRun: not gating" in told
+    sim.step(30 * S, verdict={"error-rate": FAIL, "agreement": PASS})
+    assert sim.status.phase == Phase.ROLLED_BACK, "the gating check still gates"
+
+
+def test_an_analysis_of_dry_run_checks_only_gates_nothing() -> None:
+    metrics = [{"name": "error-rate", "max": 0.01, "dryRun": True}]
+    analysis = ANALYSIS | {"failureLimit": 0, "metrics": metrics}
+    sim = Sim.started(spec_dict("v1", strategy=SHADOW, analysis=analysis))
+    sim.new_version("v2")
+    walk(sim, [Tick(), Tick(S, mirror=50)])
+    sim.step(30 * S, verdict={"error-rate": FAIL})
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.status.analysis is not None and sim.status.analysis.result == PASS
