@@ -16,7 +16,7 @@ COPY operator/serinus_operator operator/serinus_operator
 COPY serving/serinus_serving serving/serinus_serving
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/serinus \
- && /opt/serinus/bin/pip install --no-cache-dir /wheels/serinus-*.whl
+ && /opt/serinus/bin/pip install --no-cache-dir "$(echo /wheels/serinus-*.whl)[redis]"
 
 # --- runtime: the interpreter, the environment, nothing to build with ------------------------
 FROM ${PYTHON_IMAGE} AS runtime

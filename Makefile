@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install serinus with its dev dependencies
 
-system-deps: ## Install what the tests run that pip cannot put in .venv: prometheus, promtool, gcc, docker-registry, npm (apt); moto's S3, mlflow (venvs), fake-gcs-server (Go), Azurite (npm)
+system-deps: ## Install what the tests run that pip cannot put in .venv: prometheus, promtool, gcc, docker-registry, redis-server, npm (apt); moto's S3, mlflow (venvs), fake-gcs-server (Go), Azurite (npm)
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing the Debian package prometheus (prometheus + promtool)"; \
@@ -39,6 +39,13 @@ system-deps: ## Install what the tests run that pip cannot put in .venv: prometh
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry; \
 	else \
 		echo "missing docker-registry: run 'sudo apt-get install docker-registry'" >&2; exit 1; \
+	fi
+	@if command -v redis-server >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server (the router's shared prediction log is tested against it)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; \
+	else \
+		echo "missing redis-server: run 'sudo apt-get install redis-server'" >&2; exit 1; \
 	fi
 	@if command -v npm >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -115,11 +115,47 @@ def _add_router(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="on SIGTERM, report unready but keep accepting this long, so that load "
         "balancers stop sending first (default: 0)",
     )
+    p.add_argument(
+        "--prediction-log",
+        default="memory",
+        metavar="memory|off|redis://HOST:PORT/DB",
+        help="where answers wait for their labels (POST /v2/models/M/feedback on any "
+        "replica): memory (this process; one replica), redis://… (shared by every replica; "
+        "rediss:// for TLS), or off (feedback is forwarded to the backends); default: memory",
+    )
+    p.add_argument(
+        "--request-id-header",
+        default="x-request-id",
+        help="the header holding a request's id; else the OIP body's id; else the router "
+        "makes one and returns it in this header (default: x-request-id)",
+    )
+    p.add_argument(
+        "--prediction-ttl",
+        type=_positive_float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long an answer waits for its label (default: 3600)",
+    )
+    p.add_argument(
+        "--prediction-log-max-bytes",
+        type=_positive_int,
+        default=64 << 20,
+        metavar="BYTES",
+        help="the in-process log's byte budget, the oldest answers dropped past it; Redis is "
+        "bounded by its own maxmemory (default: 67108864, 64 MiB)",
+    )
+    p.add_argument(
+        "--prediction-log-prefix",
+        default="serinus:",
+        help="prefix of the Redis keys, distinct per namespace when one Redis serves "
+        "several (default: serinus:)",
+    )
     _add_log_level(p)
     p.set_defaults(func=_router)
 
 
 def _router(args: argparse.Namespace) -> int:
+    from serinus_serving.router.prediction_settings import PredictionLogSettings
     from serinus_serving.router.server import run
 
     run(
@@ -128,6 +164,13 @@ def _router(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         drain_seconds=args.drain_seconds,
+        predictions=PredictionLogSettings(
+            store=args.prediction_log,
+            request_id_header=args.request_id_header,
+            ttl_seconds=args.prediction_ttl,
+            max_bytes=args.prediction_log_max_bytes,
+            prefix=args.prediction_log_prefix,
+        ),
     )
     return 0
 

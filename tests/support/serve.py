@@ -95,6 +95,8 @@ def serve(
     return _running("serve", *args, log_dir=log_dir, wait_for=health, env=env)
 
 
-def router(routes: Path, *, log_dir: Path) -> contextlib.AbstractContextManager[ServeProcess]:
-    """``serinus router --routes ROUTES``, once it has a routing table."""
-    return _running("router", "--routes", str(routes), log_dir=log_dir, wait_for="/-/ready")
+def router(
+    routes: Path, *args: str, log_dir: Path
+) -> contextlib.AbstractContextManager[ServeProcess]:
+    """``serinus router --routes ROUTES ARGS``, once it has a routing table."""
+    return _running("router", "--routes", str(routes), *args, log_dir=log_dir, wait_for="/-/ready")

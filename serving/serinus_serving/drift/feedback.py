@@ -9,71 +9,32 @@ absolute error for a regressor), whose mean is the live accuracy or error.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
-from serinus_serving.drift.profile import Task
-from serinus_serving.errors import InferenceError
+from serinus_serving.drift.outcomes import (
+    MAX_LABELS_PER_REQUEST,
+    RESULTS,
+    FeedbackError,
+    Label,
+    Task,
+    parse_feedback,
+    score_rows,
+)
 from serinus_serving.runtime.base import Array
 
-RESULTS = ("matched", "unknown_id", "expired", "duplicate")
-#: Labels one feedback request may carry.
-MAX_LABELS_PER_REQUEST = 10_000
-
-
-class FeedbackError(InferenceError):
-    """A feedback request the server refuses (400); nothing of it was recorded."""
-
-
-@dataclass(frozen=True, slots=True)
-class Label:
-    id: str
-    value: Any
-
-
-def parse_feedback(body: bytes) -> list[Label]:
-    """``{"labels": [{"id": …, "label": …}, …]}``, or one ``{"id": …, "label": …}``."""
-    if not body:
-        raise FeedbackError('request body is empty; expected {"labels": [{"id", "label"}]}')
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise FeedbackError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise FeedbackError("request body must be a JSON object")
-    if "labels" in doc:
-        items = doc["labels"]
-        if not isinstance(items, list) or not items:
-            raise FeedbackError('\'labels\' must be a non-empty list of {"id", "label"} objects')
-    elif "id" in doc:
-        items = [doc]
-    else:
-        raise FeedbackError('expected {"labels": [{"id": …, "label": …}]} or {"id", "label"}')
-    if len(items) > MAX_LABELS_PER_REQUEST:
-        raise FeedbackError(
-            f"{len(items)} labels in one request; send at most {MAX_LABELS_PER_REQUEST}"
-        )
-    labels: list[Label] = []
-    for i, item in enumerate(items):
-        where = f"labels[{i}]"
-        if not isinstance(item, dict):
-            raise FeedbackError(f"{where} must be an object with 'id' and 'label'")
-        request_id = item.get("id")
-        if not isinstance(request_id, str) or not request_id:
-            raise FeedbackError(
-                f"{where}.id must be a non-empty string (the inference request's id)"
-            )
-        if "label" not in item:
-            raise FeedbackError(f"{where} has no 'label'")
-        labels.append(Label(request_id, item["label"]))
-    return labels
+__all__ = [
+    "MAX_LABELS_PER_REQUEST",
+    "RESULTS",
+    "FeedbackError",
+    "FeedbackStore",
+    "Label",
+    "parse_feedback",
+]
 
 
 class FeedbackStore:
@@ -148,20 +109,7 @@ class FeedbackStore:
 
     def _scores(self, prediction: Array, value: Any, where: str) -> list[float]:
         predicted = prediction.reshape(prediction.shape[0], -1)[:, 0].tolist()
-        rows = len(predicted)
-        truth = value if isinstance(value, list) else [value]
-        if len(truth) != rows:
-            raise FeedbackError(
-                f"{where}: the request had {rows} row(s), the label has {len(truth)} value(s); "
-                "give one value per row (a list for a multi-row request)"
-            )
-        if self.task == "regression":
-            return [
-                abs(float(p) - _number(t, where)) for p, t in zip(predicted, truth, strict=True)
-            ]
-        return [
-            1.0 if _same_class(p, t, where) else 0.0 for p, t in zip(predicted, truth, strict=True)
-        ]
+        return score_rows(predicted, value, self.task, where)
 
     def _push(self, scores: list[float]) -> None:
         size = self._outcomes.size
@@ -181,21 +129,3 @@ class FeedbackStore:
         if not self._filled:
             return None
         return float(self._outcomes[: self._filled].mean())
-
-
-def _number(value: Any, where: str) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise FeedbackError(f"{where}: a regression label must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _same_class(predicted: Any, value: Any, where: str) -> bool:
-    if isinstance(predicted, str):
-        if not isinstance(value, str):
-            raise FeedbackError(f"{where}: the model predicts strings; got label {value!r}")
-        return predicted == value
-    if type(value) not in (int, float, bool) or (
-        isinstance(value, float) and not value.is_integer()
-    ):
-        raise FeedbackError(f"{where}: the model predicts class numbers; got label {value!r}")
-    return bool(predicted == value)

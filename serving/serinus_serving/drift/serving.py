@@ -18,6 +18,7 @@ from serinus_serving.drift.columns import is_categorical_type
 from serinus_serving.drift.config import DriftSettings
 from serinus_serving.drift.feedback import FeedbackStore, parse_feedback
 from serinus_serving.drift.monitor import DEFAULT_FOLD_ROWS, DriftMonitor
+from serinus_serving.drift.outcomes import choose_target
 from serinus_serving.drift.profile import Profile, ProfileError, Reference, Target, read_profile
 from serinus_serving.errors import InferenceError, ModelLoadError, PayloadTooLarge
 from serinus_serving.loading import fetch_model
@@ -92,14 +93,8 @@ def feedback_target(runtime: ModelRuntime, profile: Profile | None) -> Target | 
     (classification), else the first 1-D float output (regression)."""
     if profile is not None and profile.target is not None:
         return profile.target
-    single = [s for s in runtime.outputs if len(s.shape) == 1 or s.shape[1:] == (1,)]
-    for spec in single:
-        if spec.datatype in ("BYTES", "BOOL") or spec.datatype.startswith(("INT", "UINT")):
-            return Target(spec.name, "classification")
-    for spec in single:
-        if spec.datatype.startswith(("FP", "BF")):
-            return Target(spec.name, "regression")
-    return None
+    chosen = choose_target((s.name, s.datatype, s.shape) for s in runtime.outputs)
+    return None if chosen is None else Target(*chosen)
 
 
 def _fold_rows(runtime: ModelRuntime) -> int:

@@ -12,14 +12,23 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import Metric
 
+from serinus_serving.drift.outcomes import FeedbackError, parse_feedback
 from serinus_serving.http1 import JSON, Request, Response, error_response, http_date
+from serinus_serving.router import recorder as recording
+from serinus_serving.router.feedback import FeedbackTotals, join
+from serinus_serving.router.feedback import collect as collect_feedback
 from serinus_serving.router.metrics import RouterMetrics
+from serinus_serving.router.prediction_log import PredictionLogError, body_request_id
+from serinus_serving.router.recorder import Recorder, store_key
 from serinus_serving.router.selection import UnknownRevision, choose, sticky_point
 from serinus_serving.router.shadow_channel import ShadowChannel
 from serinus_serving.router.shadow_protocol import Target, encode_copy
@@ -33,12 +42,18 @@ PIN_HEADER = b"x-serinus-revision"
 #: ``expect`` (the router answers ``100-continue`` itself and sends the body at once).
 NOT_FORWARDED = HOP_BY_HOP | {PIN_HEADER, b"expect"}
 _PROMETHEUS = (b"content-type", CONTENT_TYPE_LATEST.encode())
+#: Revisions whose labels are counted: those of the last tables (bounded label values).
+KNOWN_REVISIONS = 64
 
 
 def _is_inference(path: str) -> bool:
     return (path.startswith("/v2/models/") and path.endswith("/infer")) or (
         path.startswith("/v1/models/") and path.endswith(":predict")
     )
+
+
+def _is_v2_inference(path: str) -> bool:
+    return path.startswith("/v2/models/") and path.endswith("/infer")
 
 
 def _own(status: int, body: bytes, content_type: tuple[bytes, bytes] = JSON) -> Response:
@@ -60,6 +75,8 @@ class RouterApp:
         max_body_bytes: int = 32 << 20,
         rng: random.Random | None = None,
         shadows: ShadowChannel | None = None,
+        recorder: Recorder | None = None,
+        request_id_header: str = "x-request-id",
     ) -> None:
         self.table: RoutingTable | None = None
         self.pools: dict[str, UpstreamPool] = {}
@@ -76,6 +93,20 @@ class RouterApp:
         self.draining = False
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+        #: The prediction log's writer; None when feedback goes to the backends instead.
+        self.recorder = recorder
+        self.request_id_header = request_id_header.lower().encode("latin-1")
+        self.feedback = FeedbackTotals()
+        self.known_revisions: OrderedDict[str, None] = OrderedDict()
+        if recorder is not None:
+            self.shadows.on_answers = recorder.shadow
+            self.metrics.extra.append(self._collect_log)
+
+    def _collect_log(self, model: str) -> Iterator[Metric]:
+        assert self.recorder is not None
+        yield from collect_feedback(self.feedback, lambda: model)
+        dropped = self.shadows.totals().answers_dropped
+        yield from recording.collect(self.recorder, model, shadow_dropped=dropped)
 
     # ------------------------------------------------------------------ table
     def apply(self, table: RoutingTable) -> None:
@@ -103,6 +134,11 @@ class RouterApp:
                 comparison=table.comparison,
             )
         self.table, self.pools, self.target = table, pools, target
+        for revision in table.backends:
+            self.known_revisions.pop(revision, None)
+            self.known_revisions[revision] = None
+        while len(self.known_revisions) > KNOWN_REVISIONS:
+            self.known_revisions.popitem(last=False)
         self.metrics.reloads["applied"] += 1
         log.info(
             "routing table applied: %s",
@@ -120,6 +156,8 @@ class RouterApp:
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self) -> None:
+        if self.recorder is not None:
+            await self.recorder.start()
         await self.shadows.start()
         for hook in self.on_startup:
             await hook()
@@ -130,6 +168,8 @@ class RouterApp:
         for hook in self.on_shutdown:
             await hook()
         await self.shadows.stop(grace=grace)
+        if self.recorder is not None:
+            await self.recorder.stop()
         for pool in self.pools.values():
             pool.close()
 
@@ -138,6 +178,13 @@ class RouterApp:
         path = request.path
         if path.startswith("/-/") or path == "/metrics":
             return self._own_endpoint(path)
+        if (
+            self.recorder is not None
+            and path.endswith("/feedback")
+            and request.method == b"POST"
+            and path.startswith("/v2/models/")
+        ):
+            return await self._feedback(request)
         return await self._proxy(request)
 
     def _own_endpoint(self, path: str) -> Response:
@@ -182,6 +229,7 @@ class RouterApp:
 
     async def _proxy(self, request: Request) -> Response:
         started = time.perf_counter()
+        path = request.path
         table, pools, target = self.table, self.pools, self.target
         if table is None:
             return error_response(503, "the router has no routing table yet")
@@ -207,6 +255,11 @@ class RouterApp:
         ]
         out.append((PIN_HEADER, revision.encode()))
         self.metrics.observe(revision, response.status, time.perf_counter() - started)
+        request_id = ""
+        if self.recorder is not None and response.status == 200 and _is_v2_inference(path):
+            request_id = self._record(
+                table.model, revision, request=request, out=out, body=response.body
+            )
         after = None
         shadow = table.shadow
         if (
@@ -218,7 +271,13 @@ class RouterApp:
             and (shadow.percent >= 100 or self.rng.random() * 100 < shadow.percent)
         ):
             after = functools.partial(
-                self._mirror, table, target, revision, request=request, primary=response.body
+                self._mirror,
+                table,
+                target,
+                revision,
+                request=request,
+                primary=response.body,
+                request_id=request_id,
             )
         return Response(response.status, out, response.body, after)
 
@@ -231,6 +290,7 @@ class RouterApp:
         *,
         request: Request,
         primary: bytes,
+        request_id: str = "",
     ) -> None:
         """Once the primary's response is written, hand a copy to the shadow worker, or
         drop and count it: copies are bounded, never queued behind the primary."""
@@ -243,6 +303,64 @@ class RouterApp:
         encoded = pool.encode(
             request.method, request.target, request.headers, request.body, skip=NOT_FORWARDED
         )
-        copy = encode_copy(target.generation, primary_revision.encode(), encoded, primary)
+        log_key = store_key(table.model, request_id).encode() if request_id else b""
+        copy = encode_copy(target.generation, primary_revision.encode(), encoded, primary, log_key)
         if not self.shadows.offer(target, copy, primary=primary_revision):
             self.metrics.shadow[primary_revision, shadow.revision, "dropped"] += 1
+
+    # ------------------------------------------------------------------ prediction log
+    def _record(
+        self,
+        model: str,
+        revision: str,
+        *,
+        request: Request,
+        out: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> str:
+        """Queue the primary's answer under the request's id: the configured header's, else
+        the body's OIP ``id``, else a new one returned in that header. Constant time."""
+        assert self.recorder is not None
+        wanted = self.request_id_header
+        request_id = None
+        for name, value in request.headers:
+            if name == wanted and value:
+                request_id = value.decode("latin-1")
+                break
+        else:
+            request_id = body_request_id(request.body)
+        if request_id is None:
+            request_id = secrets.token_hex(16)
+            out.append((wanted, request_id.encode()))
+        self.recorder.primary(model, request_id, revision, body)
+        return request_id
+
+    async def _feedback(self, request: Request) -> Response:
+        """``POST /v2/models/{m}[/versions/{v}]/feedback``: labels joined with every answer
+        the prediction log holds for their ids (docs/drift.md, section 5)."""
+        table = self.table
+        if table is None:
+            return error_response(503, "the router has no routing table yet")
+        parts = request.path.split("/")  # "", v2, models, m, [versions, v,] feedback
+        if len(parts) not in (5, 7) or (len(parts) == 7 and parts[4] != "versions"):
+            return error_response(404, f"no endpoint {request.path}")
+        if parts[3] != table.model:
+            return error_response(404, f"model {parts[3]!r} is not served here")
+        versions = {b.version for b in table.backends.values() if b.version}
+        if len(parts) == 7 and versions and parts[5] not in versions:
+            return error_response(404, f"model {parts[3]!r} has no version {parts[5]!r}")
+        assert self.recorder is not None
+        try:
+            labels = parse_feedback(request.body)
+            result = await join(
+                self.recorder.store,
+                table.model,
+                labels,
+                known=self.known_revisions,
+                totals=self.feedback,
+            )
+        except FeedbackError as exc:
+            return error_response(exc.status, exc.message)
+        except PredictionLogError as exc:
+            return error_response(503, f"the prediction log is unavailable: {exc}")
+        return _own(200, orjson.dumps(result))

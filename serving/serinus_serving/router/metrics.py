@@ -36,6 +36,8 @@ class RouterMetrics(Collector):
         self.shadow_worker_state: Callable[[], tuple[bool, int]] = lambda: (False, 0)
         self.reloads: defaultdict[str, int] = defaultdict(int)
         self.weights: Callable[[], dict[str, int]] = dict
+        #: More families, given the model (the prediction log's and the labels' counters).
+        self.extra: list[Callable[[str], Iterator[Metric]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -48,6 +50,8 @@ class RouterMetrics(Collector):
         yield from self._collect_requests(model)
         yield from self._collect_shadow(model)
         yield from self._collect_table(model)
+        for extra in self.extra:
+            yield from extra(model)
 
     def _collect_requests(self, model: str) -> Iterator[Metric]:
         """Live requests: counts, latency and backend failures per serving revision."""

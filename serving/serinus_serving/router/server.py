@@ -20,14 +20,34 @@ from serinus_serving.router.kube_source import (
     KubeConfigError,
     parse_target,
 )
+from serinus_serving.router.prediction_settings import (
+    PredictionLogSettings,
+    SettingsError,
+    open_log,
+)
+from serinus_serving.router.recorder import Recorder
 from serinus_serving.router.shadow_channel import ShadowChannel
 from serinus_serving.router.sources import FileSource
 
 log = logging.getLogger(__name__)
 
 
-def build(routes: str, *, log_level: str = "warning") -> RouterApp:
-    app = RouterApp(shadows=ShadowChannel(log_level=log_level))
+def build(
+    routes: str,
+    *,
+    log_level: str = "warning",
+    predictions: PredictionLogSettings | None = None,
+) -> RouterApp:
+    settings = predictions or PredictionLogSettings()
+    try:
+        store = open_log(settings)
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from exc
+    app = RouterApp(
+        shadows=ShadowChannel(log_level=log_level),
+        recorder=Recorder(store) if store is not None else None,
+        request_id_header=settings.request_id_header,
+    )
     source: FileSource | ConfigMapSource
     if routes.startswith("configmap:"):
         try:
@@ -76,10 +96,11 @@ def run(
     log_level: str = "info",
     drain_seconds: float = 0.0,
     shutdown_timeout: float = 30.0,
+    predictions: PredictionLogSettings | None = None,
 ) -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    app = build(routes, log_level=log_level)
+    app = build(routes, log_level=log_level, predictions=predictions)
     shutdown = Shutdown(drain_seconds=drain_seconds, shutdown_timeout=shutdown_timeout)
     uvloop.run(serve(app, host=host, port=port, shutdown=shutdown))

@@ -21,9 +21,11 @@ import socket
 import sys
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from typing import cast
 
 from serinus_serving.router.shadow_protocol import (
+    ANSWERS,
     HELLO,
     KEPT_TARGETS,
     QUIT,
@@ -33,6 +35,7 @@ from serinus_serving.router.shadow_protocol import (
     FrameReader,
     ShadowTotals,
     Target,
+    decode_answers,
     frame,
 )
 
@@ -73,6 +76,8 @@ class _Link(asyncio.Protocol):
             for kind, payload in self.reader.feed(data):
                 if kind == SNAPSHOT:
                     self.totals = ShadowTotals.decode(payload)
+                elif kind == ANSWERS:
+                    self.channel.on_answers(decode_answers(payload))
                 elif kind == HELLO and not self.hello.done():
                     self.hello.set_result(None)
         except FrameError as exc:
@@ -106,6 +111,8 @@ class ShadowChannel:
         self._failures = 0
         self._supervisor: asyncio.Task[None] | None = None
         self._first_ready = asyncio.Event()
+        #: Where the worker's shadow answers go (the prediction log's recorder).
+        self.on_answers: Callable[[list[tuple[str, str, bytes]]], None] = lambda answers: None
 
     # ------------------------------------------------------------------ copies
     def offer(self, target: Target, copy: bytes, *, primary: str) -> bool:

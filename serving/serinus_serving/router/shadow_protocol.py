@@ -4,11 +4,13 @@ A frame is a 4-byte big-endian length, one kind byte and a payload:
 
 - router → worker: ``T`` a shadow target (JSON: generation, revision, host, port,
   timeout, concurrency bound, comparison rules), ``C`` a copy (generation, the primary's
-  revision, the request as the shadow backend is to get it, the primary's response body),
+  revision, the request id for the prediction log or nothing, the request as the shadow
+  backend is to get it, the primary's response body),
   ``Q`` finish what is in flight within the given seconds and exit;
 - worker → router: ``H`` ready, ``S`` its running totals (JSON, cumulative, so a lost or
   late snapshot loses nothing), ``A`` alive: sent when it has sent nothing else for
-  ``HEARTBEAT_SECONDS``.
+  ``HEARTBEAT_SECONDS``, ``P`` shadow answers for the prediction log (JSON list of
+  ``[key, revision, answer]``).
 
 A worker is judged by what it sends, not by its process being there: one that sends
 nothing for ``STALL_SECONDS`` (stopped, wedged, or starved of CPU) is not making progress,
@@ -29,9 +31,11 @@ from serinus_serving.metrics import FastHistogram
 from serinus_serving.router.table import Comparison
 
 _LENGTH = struct.Struct(">I")
-_COPY = struct.Struct(">IHI")  # generation, primary revision length, request length
+# generation, primary revision length, request id length, request length
+_COPY = struct.Struct(">IHII")
 
 TARGET, COPY, QUIT, HELLO, SNAPSHOT, ALIVE = b"T", b"C", b"Q", b"H", b"S", b"A"
+ANSWERS = b"P"
 #: The worker sends something (a snapshot, else ``ALIVE``) at least this often...
 HEARTBEAT_SECONDS = 0.5
 #: ...and the router counts it down after this long without a word from it.
@@ -138,24 +142,47 @@ class Copy:
     primary_revision: str
     request: bytes
     primary_body: bytes
+    #: The prediction log's key for the shadow's answer; empty when nothing is logged.
+    log_key: str = ""
 
 
-def encode_copy(generation: int, primary_revision: bytes, request: bytes, body: bytes) -> bytes:
+def encode_copy(
+    generation: int, primary_revision: bytes, request: bytes, body: bytes, log_key: bytes = b""
+) -> bytes:
     """A ``C`` frame; built on the router's event loop for every copy, so kept to one join."""
-    header = _COPY.pack(generation, len(primary_revision), len(request))
-    return frame(COPY, header, primary_revision, request, body)
+    header = _COPY.pack(generation, len(primary_revision), len(log_key), len(request))
+    return frame(COPY, header, primary_revision, log_key, request, body)
 
 
 def decode_copy(payload: bytes) -> Copy:
     if len(payload) < _COPY.size:
         raise FrameError("copy frame too short")
-    generation, name_length, request_length = _COPY.unpack_from(payload)
+    generation, name_length, key_length, request_length = _COPY.unpack_from(payload)
     start = _COPY.size
-    if len(payload) < start + name_length + request_length:
+    key_at = start + name_length
+    request_at = key_at + key_length
+    if len(payload) < request_at + request_length:
         raise FrameError("copy frame shorter than its lengths")
-    name = payload[start : start + name_length].decode()
-    request = payload[start + name_length : start + name_length + request_length]
-    return Copy(generation, name, request, payload[start + name_length + request_length :])
+    return Copy(
+        generation,
+        payload[start:key_at].decode(),
+        payload[request_at : request_at + request_length],
+        payload[request_at + request_length :],
+        payload[key_at:request_at].decode("utf-8", "replace"),
+    )
+
+
+def encode_answers(answers: list[tuple[str, str, bytes]]) -> bytes:
+    """A ``P`` frame: shadow answers ``(key, revision, encoded answer)``."""
+    return frame(ANSWERS, orjson.dumps([[k, r, a.decode()] for k, r, a in answers]))
+
+
+def decode_answers(payload: bytes) -> list[tuple[str, str, bytes]]:
+    try:
+        raw: Any = orjson.loads(payload)
+        return [(str(k), str(r), str(a).encode()) for k, r, a in raw]
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise FrameError(f"bad answers frame: {exc}") from None
 
 
 class ShadowTotals:
@@ -168,8 +195,12 @@ class ShadowTotals:
             lambda: FastHistogram(DIFFERENCE_BUCKETS)
         )
         self.inflight = 0
+        #: Shadow answers for the prediction log dropped because the router was not taking
+        #: them fast enough.
+        self.answers_dropped = 0
 
     def add(self, other: ShadowTotals) -> None:
+        self.answers_dropped += other.answers_dropped
         for key, value in other.counts.items():
             self.counts[key] += value
         for pair, hist in other.difference.items():
@@ -187,6 +218,7 @@ class ShadowTotals:
                         [*pair, hist.counts, hist.total] for pair, hist in self.difference.items()
                     ],
                     "inflight": self.inflight,
+                    "answersDropped": self.answers_dropped,
                 }
             ),
         )
@@ -206,6 +238,7 @@ class ShadowTotals:
                 # JSON has no infinity: orjson writes an infinite sum (a NaN output) as null.
                 hist.total = math.inf if total is None else float(total)
             totals.inflight = int(raw["inflight"])
+            totals.answers_dropped = int(raw.get("answersDropped", 0))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"bad snapshot frame: {exc}") from None
         return totals

@@ -32,6 +32,7 @@ from typing import cast
 import uvloop
 
 from serinus_serving.router.compare import Incomparable, compare
+from serinus_serving.router.prediction_log import answer_of
 from serinus_serving.router.shadow_protocol import (
     ALIVE,
     COPY,
@@ -46,6 +47,7 @@ from serinus_serving.router.shadow_protocol import (
     ShadowTotals,
     Target,
     decode_copy,
+    encode_answers,
     frame,
 )
 from serinus_serving.router.upstream import UpstreamError, UpstreamPool
@@ -57,6 +59,8 @@ SNAPSHOT_SECONDS = 0.1
 MAX_FRAME = 256 << 20
 #: Copies read and waiting for a free slot before the worker stops reading its socket.
 BACKLOG = 256
+#: Shadow answers for the prediction log held between two sends; more are dropped, counted.
+MAX_ANSWERS = 8192
 
 
 def lower_priority() -> str:
@@ -82,6 +86,8 @@ class ShadowWorker(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = set()
         #: Copies read but not started (their target is at its concurrency).
         self.backlog: deque[tuple[Target, Copy]] = deque()
+        #: Shadow answers for the router's prediction log, sent with the next tick.
+        self.answers: list[tuple[str, str, bytes]] = []
         self.paused = False
         self.changed = False
         self.quitting = False
@@ -119,6 +125,7 @@ class ShadowWorker(asyncio.Protocol):
             self.done.set_result(None)
 
     def _tick(self) -> None:
+        self.send_answers()
         if self.changed:
             self.send_totals()
         elif self.loop.time() - self._sent_at >= HEARTBEAT_SECONDS:
@@ -128,6 +135,21 @@ class ShadowWorker(asyncio.Protocol):
     def send_totals(self) -> None:
         self.changed = False
         self._send(self.totals.encode())
+
+    def send_answers(self) -> None:
+        if self.answers:
+            answers, self.answers = self.answers, []
+            self._send(encode_answers(answers))
+
+    def log_answer(self, copy: Copy, revision: str, body: bytes) -> None:
+        """Keep the shadow's answer for the router's prediction log, if it logs one."""
+        answer = answer_of(body, "shadow") if copy.log_key else None
+        if answer is None:
+            return
+        if len(self.answers) >= MAX_ANSWERS:
+            self.totals.answers_dropped += 1
+            return
+        self.answers.append((copy.log_key, revision, answer))
 
     def _send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -189,6 +211,7 @@ class ShadowWorker(asyncio.Protocol):
         try:
             response = await pool.request(copy.request, within=target.timeout_seconds)
             if response.status == 200:
+                self.log_answer(copy, target.revision, response.body)
                 verdict = compare(copy.primary_body, response.body, target.comparison)
                 result = "agree" if verdict.agree else "disagree"
                 if verdict.difference is not None:
@@ -225,6 +248,7 @@ class ShadowWorker(asyncio.Protocol):
             task.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
+        self.send_answers()
         self.send_totals()
         for pool in self.pools.values():
             pool.close()

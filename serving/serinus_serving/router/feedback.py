@@ -1,0 +1,194 @@
+"""Labels at the router: joined with every answer the prediction log holds for their id.
+
+A label is judged against each revision that answered its request (the primary, and the
+shadow when one answered a copy), with the model server's own rules
+(``drift.outcomes``). Counts are cumulative per revision, so that accuracy over all router
+replicas is ``sum(correct) / sum(labelled)`` in PromQL; and per (primary, shadow) pair the
+four paired outcomes of the same labelled rows that McNemar's test needs (and, for a
+regressor, the sign and sum of the paired error differences). All or nothing, as in
+``serinus serve``: a label that does not fit a prediction is a 400 and nothing is counted.
+Revision labels are bounded: only revisions that a routing table named are counted.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from serinus_serving.drift.outcomes import RESULTS, Label, score_rows
+from serinus_serving.router.prediction_log import PredictionLog, parse_answer
+from serinus_serving.router.recorder import store_key
+
+#: Paired outcomes per labelled row of a classifier (McNemar's four cells), and the sign of
+#: a regressor's paired error difference (a sign test's).
+PAIRED_CLASSIFICATION = ("both_right", "only_shadow_right", "only_primary_right", "both_wrong")
+PAIRED_REGRESSION = ("shadow_better", "primary_better", "tie")
+
+
+@dataclass(slots=True)
+class FeedbackTotals:
+    labels: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: Per revision: labelled rows, rows predicted right, sum of absolute errors.
+    labelled: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    correct: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    abs_error: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    #: Per (primary, shadow, outcome): labelled rows both answered.
+    paired: defaultdict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    #: Regressors, per (primary, shadow) over paired rows: the sums of the primary's and the
+    #: shadow's absolute errors and of the squared differences (all monotonic: counters).
+    paired_diff: defaultdict[tuple[str, str], list[float]] = field(
+        default_factory=lambda: defaultdict(lambda: [0.0, 0.0, 0.0])
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    revision: str
+    role: str
+    task: str
+    scores: list[float]
+
+
+def _score_entry(
+    answers: dict[str, bytes], label: Label, known: Collection[str], where: str
+) -> list[_Scored]:
+    scored = []
+    for revision, encoded in sorted(answers.items()):
+        parsed = parse_answer(encoded)
+        if parsed is None or revision not in known:
+            continue
+        role, task, values = parsed
+        here = f"{where} (id {label.id!r}, revision {revision})"
+        scores = score_rows(values, label.value, task, here)  # type: ignore[arg-type]
+        scored.append(_Scored(revision, role, task, scores))
+    return scored
+
+
+async def join(
+    store: PredictionLog,
+    model: str,
+    labels: list[Label],
+    *,
+    known: Collection[str],
+    totals: FeedbackTotals,
+) -> dict[str, int]:
+    """Judge ``labels`` against the stored answers and count them; returns the count of
+    labels per result, as ``serinus serve`` answers. Raises ``FeedbackError`` (400) or
+    ``PredictionLogError`` (503) before anything is counted."""
+    outcome = dict.fromkeys(RESULTS, 0)
+    keys: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        keys.setdefault(store_key(model, label.id), i)
+    outcome["duplicate"] += len(labels) - len(keys)
+    lookups = await store.lookup(list(keys))
+    pending: list[tuple[str, list[_Scored]]] = []
+    for (key, i), found in zip(keys.items(), lookups, strict=True):
+        if found.status != "found":
+            outcome[found.status] += 1
+            continue
+        pending.append((key, _score_entry(found.answers, labels[i], known, f"labels[{i}]")))
+    marks = await store.mark([key for key, _ in pending])
+    for (_, scored), first in zip(pending, marks, strict=True):
+        if not first:  # another replica (or request) labelled it meanwhile
+            outcome["duplicate"] += 1
+            continue
+        outcome["matched"] += 1
+        _count(totals, scored)
+    for result, n in outcome.items():
+        totals.labels[result] += n
+    return outcome
+
+
+def _count(totals: FeedbackTotals, scored: list[_Scored]) -> None:
+    for s in scored:
+        totals.labelled[s.revision] += len(s.scores)
+        if s.task == "regression":
+            totals.abs_error[s.revision] += sum(s.scores)
+        else:
+            totals.correct[s.revision] += int(sum(s.scores))
+    primaries = [s for s in scored if s.role == "primary"]
+    shadows = [s for s in scored if s.role == "shadow"]
+    for p in primaries:
+        for s in shadows:
+            if s.revision != p.revision and s.task == p.task:
+                _pair(totals, p, s)
+
+
+def _pair(totals: FeedbackTotals, p: _Scored, s: _Scored) -> None:
+    pair = (p.revision, s.revision)
+    for ps, ss in zip(p.scores, s.scores, strict=False):
+        if p.task == "regression":
+            diff = ss - ps
+            sums = totals.paired_diff[pair]
+            sums[0] += ps
+            sums[1] += ss
+            sums[2] += diff * diff
+            outcome = "shadow_better" if diff < 0 else "primary_better" if diff > 0 else "tie"
+        elif ps and ss:
+            outcome = "both_right"
+        elif ss:
+            outcome = "only_shadow_right"
+        elif ps:
+            outcome = "only_primary_right"
+        else:
+            outcome = "both_wrong"
+        totals.paired[(*pair, outcome)] += 1
+
+
+def collect(totals: FeedbackTotals, model: Callable[[], str]) -> Iterator[Metric]:
+    """The ``serinus_feedback_*`` counters of the router (docs/drift.md, section 5)."""
+    name = model()
+    labels = CounterMetricFamily(
+        "serinus_feedback_labels",
+        "Labels received by the router, by result: matched, unknown_id, expired, duplicate.",
+        labels=["model", "result"],
+    )
+    for result in RESULTS:
+        labels.add_metric([name, result], totals.labels.get(result, 0))
+    yield labels
+    per_revision: list[tuple[str, str, dict[str, Any]]] = [
+        ("labelled", "Labelled rows each revision answered.", totals.labelled),
+        ("correct", "Labelled rows a classifier revision predicted right.", totals.correct),
+        ("abs_error", "Sum of a regressor revision's absolute errors.", totals.abs_error),
+    ]
+    for suffix, doc, values in per_revision:
+        family = CounterMetricFamily(
+            f"serinus_feedback_{suffix}", doc, labels=["model", "revision"]
+        )
+        for revision, value in sorted(values.items()):
+            family.add_metric([name, revision], value)
+        yield family
+    paired = CounterMetricFamily(
+        "serinus_feedback_paired",
+        "Labelled rows answered by both the primary and the shadow revision, by outcome "
+        "(classifiers: McNemar's four cells; regressors: which error was smaller).",
+        labels=["model", "outcome", "primary", "shadow"],
+    )
+    for (primary, shadow, outcome), value in sorted(totals.paired.items()):
+        paired.add_metric([name, outcome, primary, shadow], value)
+    yield paired
+    yield from _collect_diffs(totals, name)
+
+
+def _collect_diffs(totals: FeedbackTotals, name: str) -> Iterator[Metric]:
+    errors = CounterMetricFamily(
+        "serinus_feedback_paired_abs_error",
+        "Regressors: sum of absolute errors over paired labelled rows, of the primary or the "
+        "shadow (``of``); their difference over the paired count is the mean paired difference.",
+        labels=["model", "of", "primary", "shadow"],
+    )
+    squares = CounterMetricFamily(
+        "serinus_feedback_paired_error_difference_squares",
+        "Regressors: sum of squared (|shadow error| - |primary error|) over paired rows.",
+        labels=["model", "primary", "shadow"],
+    )
+    for (primary, shadow), (of_primary, of_shadow, square) in sorted(totals.paired_diff.items()):
+        errors.add_metric([name, "primary", primary, shadow], of_primary)
+        errors.add_metric([name, "shadow", primary, shadow], of_shadow)
+        squares.add_metric([name, primary, shadow], square)
+    yield errors
+    yield squares

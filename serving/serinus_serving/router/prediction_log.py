@@ -1,0 +1,138 @@
+"""The prediction log: which revision answered what, per request id, shared by routers.
+
+Labels arrive later and at any router replica, so the answers they are judged against
+live in a store behind :class:`PredictionLog`: ``memory_log`` (one process: one replica,
+``serinus local``) or ``redis_log`` (every replica of the model). An entry is a key (the
+model and the bounded request id, :func:`id_key`) holding one encoded :func:`answer_of`
+per revision, a "labelled" mark that lets each id be labelled once across replicas, and a
+TTL. Also here, pure: the request id of a request body, and an answer from a response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from serinus_serving.drift.outcomes import choose_target
+
+#: Longer request ids are stored as their SHA-256: a hostile 1 MiB id costs 71 bytes.
+MAX_ID_BYTES = 256
+#: An answer (one revision's predicted rows) larger than this is not recorded.
+MAX_ANSWER_BYTES = 16 << 10
+#: Bodies over this are searched for an ``id`` only as their first member (a constant cost
+#: on the request path, whatever the body's size).
+_FULL_PARSE_BYTES = 64 << 10
+_FIRST_ID = re.compile(rb'\A\s*\{\s*"id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+Role = Literal["primary", "shadow"]
+Status = Literal["found", "unknown_id", "expired", "duplicate"]
+
+
+class PredictionLogError(Exception):
+    """The store cannot be reached or answered an error (the feedback endpoint's 503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: str
+    revision: str
+    #: The encoded answer (:func:`answer_of`).
+    answer: bytes
+    #: A primary answer starts the entry afresh: a reused id refers to its latest request.
+    primary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    status: Status
+    #: revision -> encoded answer, when found.
+    answers: dict[str, bytes]
+
+
+class PredictionLog(Protocol):
+    async def record(self, records: Sequence[Record]) -> None:
+        """Store answers; raises :class:`PredictionLogError`."""
+
+    async def lookup(self, keys: Sequence[str]) -> list[Lookup]:
+        """What each key holds, without changing it."""
+
+    async def mark(self, keys: Sequence[str]) -> list[bool]:
+        """Mark keys labelled; True for each this call marked first (across replicas)."""
+
+    async def close(self) -> None: ...
+
+
+def id_key(request_id: str) -> str:
+    """A request id bounded in bytes: longer ones become their SHA-256, so that labels
+    with the same long id still find their prediction."""
+    if len(request_id) <= MAX_ID_BYTES // 4:
+        return request_id
+    raw = request_id.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_ID_BYTES:
+        return request_id
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def body_request_id(body: bytes) -> str | None:
+    """The OIP v2 ``id`` of a request body: its first member found in constant time, else,
+    for bodies up to 64 KiB, wherever it is."""
+    if b'"id"' not in body:
+        return None
+    match = _FIRST_ID.match(body[: _FULL_PARSE_BYTES + 64])
+    try:
+        if match is not None:
+            found: Any = orjson.loads(b'"' + match.group(1) + b'"')
+        elif len(body) <= _FULL_PARSE_BYTES:
+            doc = orjson.loads(body)
+            found = doc.get("id") if isinstance(doc, dict) else None
+        else:
+            return None
+    except orjson.JSONDecodeError:
+        return None
+    return found if isinstance(found, str) and found else None
+
+
+def answer_of(body: bytes, role: Role) -> bytes | None:
+    """The compact answer of an OIP v2 response: the output a label is compared with (the
+    same choice as ``serinus serve``'s without a profile) as one value per row. None when
+    the response has no such output or the answer is over ``MAX_ANSWER_BYTES``."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    outputs = doc.get("outputs") if isinstance(doc, dict) else None
+    if not isinstance(outputs, list):
+        return None
+    by_name = {}
+    for out in outputs:
+        if isinstance(out, dict) and isinstance(out.get("data"), list):
+            shape = out.get("shape")
+            if isinstance(shape, list) and shape and all(type(d) is int for d in shape):
+                by_name[str(out.get("name"))] = (str(out.get("datatype")), shape, out["data"])
+    chosen = choose_target((n, d, s) for n, (d, s, _) in by_name.items())
+    if chosen is None:
+        return None
+    name, task = chosen
+    _, shape, data = by_name[name]
+    values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in data]
+    if len(values) != shape[0] or any(isinstance(v, list | dict) for v in values):
+        return None
+    encoded = orjson.dumps({"role": role, "task": task, "values": values})
+    return encoded if len(encoded) <= MAX_ANSWER_BYTES else None
+
+
+def parse_answer(encoded: bytes) -> tuple[Role, str, list[Any]] | None:
+    """An answer back from the store: (role, task, values), None if unreadable."""
+    try:
+        doc = orjson.loads(encoded)
+        role, task, values = doc["role"], doc["task"], doc["values"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if role not in ("primary", "shadow") or task not in ("classification", "regression"):
+        return None
+    return (role, task, values) if isinstance(values, list) else None

@@ -1,0 +1,218 @@
+"""The router's prediction log with real processes: three router replicas sharing one real
+Redis in front of real ``serinus serve`` revisions, labels sent to other replicas than the
+predictions went through; and what happens when Redis is down or ids are hostile."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.redis_server import RedisServer, redis_server
+from support.serve import ServeProcess, router
+
+from .test_router_process import infer_body, metric, wait_for_shadow_worker, write_table
+
+pytestmark = pytest.mark.integration
+
+OLD, NEW = 0.5, 0.7  # the revisions' thresholds (conftest.revisions)
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path / "redis") as server:
+        yield server
+
+
+def _wait_recorded(clients: list[httpx.Client], expected: int) -> None:
+    """Answers are written in batches off the request path: wait until all are."""
+    import time
+
+    deadline = time.monotonic() + 15
+    while True:
+        texts = [c.get("/metrics").text for c in clients]
+        done = sum(
+            metric(t, "serinus_prediction_log_answers_total", result="recorded") for t in texts
+        )
+        if done >= expected:
+            assert done == expected
+            return
+        assert time.monotonic() < deadline, f"{done} of {expected} answers recorded"
+        time.sleep(0.05)
+
+
+def _predict(clients: list[httpx.Client], n: int, rng: random.Random) -> list[dict[str, object]]:
+    """``n`` requests spread over the routers; ids by header, by body, or made up."""
+    sent = []
+    for i in range(n):
+        x0 = rng.random()
+        body = infer_body(x0)
+        headers = {}
+        if i % 3 == 0:
+            headers["x-request-id"] = f"hdr-{i}"
+        elif i % 3 == 1:
+            body = {"id": f"body-{i}", **body}
+        response = clients[i % 3].post("/v2/models/m/infer", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        request_id = headers.get("x-request-id") or body.get("id")
+        if request_id is None:
+            request_id = response.headers["x-request-id"]
+        sent.append(
+            {
+                "id": request_id,
+                "x0": x0,
+                "served": response.headers["x-serinus-revision"],
+                "label": int(rng.random() < 0.5 + 0.4 * (x0 > 0.6)),
+            }
+        )
+    return sent
+
+
+def _truth(sent: list[dict[str, object]]) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    labelled: Counter[str] = Counter()
+    correct: Counter[str] = Counter()
+    paired: Counter[str] = Counter()
+    for s in sent:
+        x0, label = float(s["x0"]), s["label"]  # type: ignore[arg-type]
+        right = {"old": int(x0 > OLD) == label, "new": int(x0 > NEW) == label}
+        answered = ["old", "new"] if s["served"] == "old" else ["new"]  # new shadows old
+        for revision in answered:
+            labelled[revision] += 1
+            correct[revision] += right[revision]
+        if s["served"] == "old":
+            cell = {
+                (True, True): "both_right",
+                (False, True): "only_shadow_right",
+                (True, False): "only_primary_right",
+                (False, False): "both_wrong",
+            }[right["old"], right["new"]]
+            paired[cell] += 1
+    return labelled, correct, paired
+
+
+def test_labels_on_any_of_three_replicas_join_every_prediction(
+    revisions: dict[str, ServeProcess], redis: RedisServer, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(
+        routes,
+        revisions,
+        weights={"old": 70, "new": 30},
+        shadow={"revision": "new", "percent": 100},
+    )
+    args = ("--prediction-log", redis.url)
+    with contextlib.ExitStack() as stack:
+        routers = [stack.enter_context(router(routes, *args, log_dir=tmp_path)) for _ in range(3)]
+        clients = [stack.enter_context(httpx.Client(base_url=r.url)) for r in routers]
+        for client in clients:
+            wait_for_shadow_worker(client)
+        sent = _predict(clients, 240, random.Random(7))
+        shadowed = sum(1 for s in sent if s["served"] == "old")
+        _wait_recorded(clients, len(sent) + shadowed)
+
+        matched = 0
+        for start in range(0, len(sent), 40):  # each batch to a replica it did not go through
+            batch = sent[start : start + 40]
+            labels = [{"id": s["id"], "label": s["label"]} for s in batch]
+            client = clients[(start // 40 + 1) % 3]
+            answer = client.post("/v2/models/m/feedback", json={"labels": labels})
+            assert answer.status_code == 200, answer.text
+            matched += answer.json()["matched"]
+        assert matched / len(sent) == 1.0
+        again = clients[0].post("/v2/models/m/feedback", json={"id": sent[5]["id"], "label": 1})
+        assert again.json() == {"matched": 0, "unknown_id": 0, "expired": 0, "duplicate": 1}
+
+        texts = [c.get("/metrics").text for c in clients]
+    labelled, correct, paired = _truth(sent)
+
+    def total(name: str, **labels: str) -> float:
+        return sum(metric(t, name, model="m", **labels) for t in texts)
+
+    for revision in ("old", "new"):
+        assert total("serinus_feedback_labelled_total", revision=revision) == labelled[revision]
+        assert total("serinus_feedback_correct_total", revision=revision) == correct[revision]
+    for cell in ("both_right", "only_shadow_right", "only_primary_right", "both_wrong"):
+        assert (
+            total("serinus_feedback_paired_total", primary="old", shadow="new", outcome=cell)
+            == paired[cell]
+        )
+    assert total("serinus_feedback_labels_total", result="matched") == len(sent)
+    assert total("serinus_feedback_labels_total", result="duplicate") == 1
+    assert total("serinus_shadow_requests_total", result="dropped") == 0
+
+
+def test_with_redis_down_requests_are_served_and_feedback_is_503(
+    revisions: dict[str, ServeProcess], redis: RedisServer, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 100})
+    with router(routes, "--prediction-log", redis.url, log_dir=tmp_path) as r:
+        client = httpx.Client(base_url=r.url)
+        redis.stop()
+        for i in range(20):
+            response = client.post(
+                "/v2/models/m/infer", json=infer_body(0.9), headers={"x-request-id": f"d{i}"}
+            )
+            assert response.status_code == 200
+        answer = client.post("/v2/models/m/feedback", json={"id": "d1", "label": 1})
+        assert answer.status_code == 503
+        assert "prediction log is unavailable" in answer.json()["error"]
+        import time
+
+        deadline = time.monotonic() + 10
+        while metric(client.get("/metrics").text, "serinus_prediction_log_answers_total",
+                     result="failed") < 20:  # fmt: skip
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        redis.start()  # back on the same port: the next answers and labels go through
+        client.post("/v2/models/m/infer", json=infer_body(0.9), headers={"x-request-id": "up"})
+        deadline = time.monotonic() + 10
+        while True:
+            answer = client.post("/v2/models/m/feedback", json={"id": "up", "label": 1})
+            if answer.status_code == 200 and answer.json()["matched"] == 1:
+                break
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.1)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_huge_ids_do_not_grow_the_log(revisions: dict[str, ServeProcess], tmp_path: Path) -> None:
+    """1 MiB ids in the body and 60 KiB ids in the header: stored as 71-byte hashes (the
+    header's, still joinable) or not at all (the body's is past the constant-cost search)."""
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 100})
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+
+        def send(id_field: str, id_header: str, first: int) -> None:
+            for i in range(first, first + 60):
+                huge = f"{i:04d}" + "x" * (1 << 20)
+                response = client.post(
+                    "/v2/models/m/infer", json={id_field: huge, **infer_body(0.9)}
+                )
+                assert response.status_code == 200
+                long = f"{i:04d}" + "y" * (60 << 10)
+                client.post("/v2/models/m/infer", json=infer_body(0.9), headers={id_header: long})
+
+        send("id", "x-request-id", 0)  # the allocator's own high-water mark, reached once
+        before = _rss_kib(r.process.pid)
+        send("id", "x-request-id", 1000)  # as many again: what the ids themselves keep
+        text = client.get("/metrics").text
+        # 240 entries of under 1 KiB each, where the ids alone were 128 MiB
+        assert metric(text, "serinus_prediction_log_bytes") < 240 * 1024
+        grown = _rss_kib(r.process.pid) - before
+        assert grown < 16 << 10, f"RSS grew by {grown} KiB (the ids were {60 * 1084} KiB)"
+        label = client.post(
+            "/v2/models/m/feedback", json={"id": "0001" + "y" * (60 << 10), "label": 1}
+        )
+        assert label.json()["matched"] == 1

@@ -1,0 +1,203 @@
+"""The prediction log's parts without processes: the in-process store's bounds (TTL, bytes,
+ids), the recorder's bounded queue, request ids and answers, and joining labels."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from serinus_serving.drift.outcomes import FeedbackError, Label
+from serinus_serving.router.feedback import FeedbackTotals, join
+from serinus_serving.router.memory_log import MemoryLog
+from serinus_serving.router.prediction_log import (
+    MAX_ID_BYTES,
+    Record,
+    answer_of,
+    body_request_id,
+    id_key,
+)
+from serinus_serving.router.recorder import Recorder, RecorderLimits, store_key
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def v2(label: list[object], datatype: str = "INT64") -> bytes:
+    return orjson.dumps(
+        {
+            "outputs": [
+                {
+                    "name": "score",
+                    "datatype": "FP32",
+                    "shape": [len(label)],
+                    "data": [0.5] * len(label),
+                },
+                {"name": "label", "datatype": datatype, "shape": [len(label)], "data": label},
+            ]
+        }
+    )
+
+
+def answer(values: list[object], role: str = "primary", task: str = "classification") -> bytes:
+    return orjson.dumps({"role": role, "task": task, "values": values})
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- the store
+def test_entries_expire_after_the_ttl() -> None:
+    clock = Clock()
+    log = MemoryLog(ttl=10, max_bytes=1 << 20, clock=clock)
+    run(log.record([Record("m:a", "old", answer([1]), primary=True)]))
+    clock.now = 11
+    assert [x.status for x in run(log.lookup(["m:a"]))] == ["expired"]  # type: ignore[attr-defined]
+    run(log.record([Record("m:b", "old", answer([1]), primary=True)]))  # sweeps the old
+    assert len(log) == 1 and log.evicted["ttl"] == 1
+    assert [x.status for x in run(log.lookup(["m:a", "m:b"]))] == ["unknown_id", "found"]  # type: ignore[attr-defined]
+
+
+def test_the_byte_budget_evicts_the_oldest_first() -> None:
+    log = MemoryLog(ttl=3600, max_bytes=5_000)
+    for i in range(100):
+        run(log.record([Record(f"m:{i}", "old", answer([1] * 20), primary=True)]))
+        assert log.bytes <= 5_000
+    kept = run(log.lookup([f"m:{i}" for i in range(100)]))
+    statuses = [x.status for x in kept]  # type: ignore[attr-defined]
+    assert statuses[-1] == "found" and statuses[0] == "unknown_id"
+    first_kept = statuses.index("found")
+    assert all(s == "found" for s in statuses[first_kept:])
+    assert log.evicted["budget"] == first_kept
+
+
+def test_answers_of_one_id_share_an_entry_and_a_label_marks_it_once() -> None:
+    log = MemoryLog(ttl=3600, max_bytes=1 << 20)
+    run(log.record([Record("m:a", "old", answer([1]), primary=True)]))
+    run(log.record([Record("m:a", "new", answer([0], "shadow"), primary=False)]))
+    [found] = run(log.lookup(["m:a"]))  # type: ignore[misc]
+    assert set(found.answers) == {"old", "new"}
+    assert run(log.mark(["m:a", "m:zz"])) == [True, False]
+    assert run(log.mark(["m:a"])) == [False]
+    run(log.record([Record("m:a", "old", answer([1]), primary=True)]))  # a reused id
+    assert run(log.mark(["m:a"])) == [True]
+
+
+@given(st.text(min_size=1, max_size=2000))
+def test_ids_are_bounded_in_bytes_and_stable(request_id: str) -> None:
+    key = id_key(request_id)
+    assert len(key.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES
+    assert key == id_key(request_id)
+    if len(request_id.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES:
+        assert key == request_id
+
+
+def test_a_hostile_id_costs_a_bounded_entry() -> None:
+    log = MemoryLog(ttl=3600, max_bytes=1 << 30)
+    huge = "x" * (1 << 20)
+    run(log.record([Record(store_key("m", huge), "old", answer([1]), primary=True)]))
+    assert log.bytes < 1024
+    assert run(log.mark([store_key("m", huge)])) == [True]  # the same id finds it again
+    assert store_key("m", huge) != store_key("m", huge + "y")
+
+
+# ---------------------------------------------------------------------------- request path
+def test_request_ids_from_the_body() -> None:
+    assert body_request_id(b'{"id": "tx-1", "inputs": []}') == "tx-1"
+    assert body_request_id(b'{"id": "a\\"b", "inputs": []}') == 'a"b'
+    assert body_request_id(b'{"inputs": [], "id": "late"}') == "late"
+    assert body_request_id(b'{"inputs": [{"name": "id"}]}') is None
+    assert body_request_id(b'{"id": 7}') is None
+    assert body_request_id(b'not json "id"') is None
+    big = b'{"inputs": [' + b"0," * (40 << 10) + b'0], "id": "late"}'
+    assert body_request_id(big) is None  # over 64 KiB: only as the first member
+    assert body_request_id(b'{"id": "first", "inputs": [' + b"0," * (40 << 10) + b"0]}") == "first"
+
+
+def test_answers_keep_the_label_output_one_value_per_row() -> None:
+    parsed = orjson.loads(answer_of(v2([1, 0, 1]), "primary") or b"")
+    assert parsed == {"role": "primary", "task": "classification", "values": [1, 0, 1]}
+    regression = orjson.dumps(
+        {"outputs": [{"name": "y", "datatype": "FP32", "shape": [2, 1], "data": [[1.5], [2.0]]}]}
+    )
+    assert orjson.loads(answer_of(regression, "shadow") or b"")["values"] == [1.5, 2.0]
+    assert answer_of(b"{}", "primary") is None
+    assert answer_of(b"nope", "primary") is None
+    assert answer_of(v2(list(range(10_000))), "primary") is None  # over MAX_ANSWER_BYTES
+
+
+def test_a_full_queue_drops_and_counts() -> None:
+    log = MemoryLog(ttl=3600, max_bytes=1 << 20)
+    recorder = Recorder(log, RecorderLimits(max_pending=3, max_pending_bytes=1 << 20))
+    for i in range(5):
+        recorder.primary("m", f"id{i}", "old", v2([1]))
+    assert recorder.pending == 3 and recorder.counts["overflow"] == 2
+    run(recorder.flush())
+    assert recorder.counts["recorded"] == 3 and len(log) == 3
+    small = Recorder(log, RecorderLimits(max_pending=100, max_pending_bytes=100))
+    small.primary("m", "big", "old", b"x" * 200)
+    assert small.pending == 0 and small.counts["overflow"] == 1
+
+
+# ---------------------------------------------------------------------------- labels
+def _log_with(*records: Record) -> MemoryLog:
+    log = MemoryLog(ttl=3600, max_bytes=1 << 20)
+    run(log.record(list(records)))
+    return log
+
+
+def test_join_counts_per_revision_and_paired_outcomes() -> None:
+    log = _log_with(
+        Record("m:a", "old", answer([1, 0]), primary=True),
+        Record("m:a", "new", answer([1, 1], "shadow"), primary=False),
+        Record("m:b", "new", answer([0]), primary=True),
+    )
+    totals = FeedbackTotals()
+    labels = [Label("a", [1, 1]), Label("b", 0), Label("c", 1), Label("a", [0, 0])]
+    result = run(join(log, "m", labels, known={"old", "new"}, totals=totals))
+    assert result == {"matched": 2, "unknown_id": 1, "expired": 0, "duplicate": 1}
+    assert dict(totals.labelled) == {"old": 2, "new": 3}
+    assert dict(totals.correct) == {"old": 1, "new": 3}
+    assert dict(totals.paired) == {
+        ("old", "new", "both_right"): 1,
+        ("old", "new", "only_shadow_right"): 1,
+    }
+
+
+def test_a_label_that_does_not_fit_is_a_400_and_counts_nothing() -> None:
+    log = _log_with(Record("m:a", "old", answer([1, 0]), primary=True))
+    totals = FeedbackTotals()
+    with pytest.raises(FeedbackError, match="2 row"):
+        run(join(log, "m", [Label("a", 1)], known={"old"}, totals=totals))
+    assert not totals.labelled and not totals.labels
+    assert run(log.mark(["m:a"])) == [True]  # not marked by the refused call
+
+
+def test_revisions_no_table_named_are_not_counted() -> None:
+    log = _log_with(Record("m:a", "gone", answer([1]), primary=True))
+    totals = FeedbackTotals()
+    run(join(log, "m", [Label("a", 1)], known={"old"}, totals=totals))
+    assert totals.labels["matched"] == 1 and not totals.labelled
+
+
+def test_regression_pairs_count_errors() -> None:
+    log = _log_with(
+        Record("m:a", "old", answer([1.0, 2.0], task="regression"), primary=True),
+        Record("m:a", "new", answer([1.5, 2.0], "shadow", "regression"), primary=False),
+    )
+    totals = FeedbackTotals()
+    run(join(log, "m", [Label("a", [2.0, 2.0])], known={"old", "new"}, totals=totals))
+    assert totals.abs_error == {"old": 1.0, "new": 0.5}
+    assert totals.paired[("old", "new", "shadow_better")] == 1
+    assert totals.paired[("old", "new", "tie")] == 1
+    assert totals.paired_diff[("old", "new")] == [1.0, 0.5, 0.25]
