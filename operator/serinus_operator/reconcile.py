@@ -38,6 +38,7 @@ from serinus_operator.rollout import (
     RunAnalysis,
     ScaleDown,
     SetTraffic,
+    Stage,
     decide,
     invalid,
 )
@@ -130,6 +131,7 @@ async def _measure(
         stable=run.baseline,
         candidate=run.candidate,
         analysis=analysis,
+        since=None if run.since is None else at - run.since,
     )
     if provider is None:
         message = "no metric provider is configured (serinus operator --prometheus-url)"
@@ -138,7 +140,8 @@ async def _measure(
         )
         return Measurement(at=at, revision=run.candidate, results=results)
     try:
-        measurement = await measure(analysis, provider, variables=variables, at=at)
+        shadow = run.stage == Stage.SHADOW  # labels of the same requests: a paired test
+        measurement = await measure(analysis, provider, variables=variables, at=at, paired=shadow)
     except TemplateError as exc:  # the CRD and the api package keep these out; never crash on one
         results = tuple(
             MetricResult(m.name, Verdict.INCONCLUSIVE, message=str(exc)) for m in run.metrics
@@ -146,15 +149,27 @@ async def _measure(
         return Measurement(at=at, revision=run.candidate, results=results)
     if telemetry is not None:
         telemetry.provider_up.labels("prometheus").set(1 if await provider.is_online() else 0)
-        bounds = []
-        for metric in run.metrics:
-            try:
-                check = resolve(metric, variables)
-            except TemplateError:
-                continue
-            bounds.append((check.name, check.min, check.max))
+        bounds = _bounds(run, variables)
         telemetry.observe_measurement(md.namespace, md.name, measurement, bounds=bounds)
     return measurement
+
+
+def _bounds(
+    run: RunAnalysis, variables: Mapping[str, str]
+) -> list[tuple[str, float | None, float | None]]:
+    """Each check's fixed bounds, for the dashboards (a compare check's moves with the
+    baseline: none)."""
+    bounds: list[tuple[str, float | None, float | None]] = []
+    for metric in run.metrics:
+        if metric.compare is not None:
+            bounds.append((metric.name, None, None))
+            continue
+        try:
+            check = resolve(metric, variables)
+        except TemplateError:
+            continue
+        bounds.append((check.name, check.min, check.max))
+    return bounds
 
 
 def _with_selector(ref: ObjectRef, status: RolloutStatus) -> RolloutStatus:

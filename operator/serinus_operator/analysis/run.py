@@ -7,8 +7,9 @@ import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from serinus_operator.analysis.compare import compare
 from serinus_operator.analysis.evaluate import verdict_of
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.templates import BUILTIN, TemplateError, prometheus_duration, render
@@ -47,14 +48,24 @@ def resolve(metric: MetricSpec, variables: Mapping[str, str]) -> ResolvedCheck:
 
 
 def variables_for(
-    *, namespace: str, name: str, stable: str, candidate: str, analysis: AnalysisSpec
+    *,
+    namespace: str,
+    name: str,
+    stable: str,
+    candidate: str,
+    analysis: AnalysisSpec,
+    since: timedelta | None = None,
 ) -> dict[str, str]:
+    """``since``: how long the analysis run has been going (``{{ since }}``; the interval
+    when unknown)."""
+    elapsed = analysis.interval if since is None else max(since, analysis.interval)
     return {
         "namespace": namespace,
         "name": name,
         "stable": stable,
         "candidate": candidate,
         "interval": prometheus_duration(analysis.interval.total_seconds()),
+        "since": prometheus_duration(elapsed.total_seconds()),
     }
 
 
@@ -64,20 +75,39 @@ async def measure(
     *,
     variables: Mapping[str, str],
     at: datetime,
+    paired: bool = False,
 ) -> Measurement:
+    """``paired``: the candidate is a shadow, so accuracy compares are judged on the same
+    labelled requests as the stable's (the router's paired counts)."""
     deadline = analysis.interval.total_seconds() * DEADLINE_SHARE
-    checks = [resolve(metric, variables) for metric in analysis.metrics]
     count_query = render(BUILTIN["request-count"].query, variables)
-    answers = await asyncio.gather(
+    count, results = await asyncio.gather(
         provider.query(count_query, deadline_seconds=deadline),
-        *(provider.query(check.query, deadline_seconds=deadline) for check in checks),
+        asyncio.gather(
+            *(
+                _measure_one(metric, provider, variables, deadline=deadline, paired=paired)
+                for metric in analysis.metrics
+            )
+        ),
     )
-    count, *rest = answers
     requests = None
     if count.error is None and count.values and not math.isnan(count.values[0]):
         requests = round(sum(v for v in count.values if not math.isnan(v)))
-    results: tuple[MetricResult, ...] = tuple(
-        verdict_of(check.name, answer, min=check.min, max=check.max)
-        for check, answer in zip(checks, rest, strict=True)
+    return Measurement(
+        at=at, revision=variables["candidate"], results=tuple(results), requests=requests
     )
-    return Measurement(at=at, revision=variables["candidate"], results=results, requests=requests)
+
+
+async def _measure_one(
+    metric: MetricSpec,
+    provider: MetricProvider,
+    variables: Mapping[str, str],
+    *,
+    deadline: float,
+    paired: bool,
+) -> MetricResult:
+    if metric.compare is not None:
+        return await compare(metric, provider, variables, deadline=deadline, paired=paired)
+    check = resolve(metric, variables)
+    answer = await provider.query(check.query, deadline_seconds=deadline)
+    return verdict_of(check.name, answer, min=check.min, max=check.max)

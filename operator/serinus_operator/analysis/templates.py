@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from serinus_operator.api import LATENCY_QUANTILES
 
-#: Variables a query may use, as ``{{ name }}``.
-VARIABLES = ("namespace", "name", "stable", "candidate", "interval")
+#: Variables a query may use, as ``{{ name }}``. ``since``: the time since the analysis
+#: run started (a PromQL range), for counts cumulated over the whole run.
+VARIABLES = ("namespace", "name", "stable", "candidate", "interval", "since")
 _VAR = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
@@ -76,6 +77,14 @@ BUILTIN: Mapping[str, Check] = {
         description="the candidate's overall input drift score against its training profile",
         max=0.2,
     ),
+    "accuracy": Check(
+        query=(
+            f"(sum(rate(serinus_feedback_correct_total{{{_CANDIDATE}}}[{{{{ interval }}}}]))"
+            " or vector(0))"
+            f" / sum(rate(serinus_feedback_labelled_total{{{_CANDIDATE}}}[{{{{ interval }}}}]))"
+        ),
+        description="share of the candidate's labelled answers that were right (feedback)",
+    ),
     "agreement": Check(
         query=(
             f'(sum(rate(serinus_shadow_requests_total{{{_PAIR},result="agree"}}'
@@ -87,6 +96,58 @@ BUILTIN: Mapping[str, Check] = {
         min=0.97,
     ),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A rate as its two counts per revision, cumulated since the analysis run started:
+    what a compare-to-baseline check judges (analysis/sequential.py). ``{{ REVISION }}``
+    becomes ``{{ candidate }}`` or ``{{ stable }}`` (:func:`for_revision`)."""
+
+    events: str
+    total: str
+    higher_is_better: bool
+
+
+_REVISION = 'namespace="{{ namespace }}",model="{{ name }}",revision="{{ REVISION }}"'
+_SERVER_ERRORS = _REVISION + ',outcome="server_error"'
+
+
+def _increase(metric: str, selector: str) -> str:
+    return f"sum(increase({metric}{{{selector}}}[{{{{ since }}}}]))"
+
+
+#: The built-in checks a ``compare`` can judge (api.names.COMPARABLE_CHECKS).
+COUNTS: Mapping[str, Counted] = {
+    "error-rate": Counted(
+        events=f"({_increase('serinus_requests_total', _SERVER_ERRORS)} or vector(0))",
+        total=_increase("serinus_requests_total", _REVISION),
+        higher_is_better=False,
+    ),
+    "accuracy": Counted(
+        events=f"({_increase('serinus_feedback_correct_total', _REVISION)} or vector(0))",
+        total=_increase("serinus_feedback_labelled_total", _REVISION),
+        higher_is_better=True,
+    ),
+}
+
+#: A shadow judged on labels against the stable on the same requests: the router's four
+#: cells of (primary = stable, shadow = candidate), in sequential.Paired's order.
+PAIRED_OUTCOMES = ("both_right", "only_shadow_right", "only_primary_right", "both_wrong")
+
+
+def paired_accuracy(outcome: str) -> str:
+    """One cell's count since the analysis run started (0 while it has never happened)."""
+    selector = (
+        'namespace="{{ namespace }}",model="{{ name }}",primary="{{ stable }}",'
+        f'shadow="{{{{ candidate }}}}",outcome="{outcome}"'
+    )
+    return f"({_increase('serinus_feedback_paired_total', selector)} or vector(0))"
+
+
+def for_revision(template: str, role: str) -> str:
+    """A :class:`Counted` template for ``role`` (``candidate`` or ``stable``)."""
+    return template.replace("{{ REVISION }}", "{{ " + role + " }}")
 
 
 def render(query: str, variables: Mapping[str, str]) -> str:

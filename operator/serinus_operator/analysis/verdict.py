@@ -31,6 +31,11 @@ class MetricResult:
     value: float | None = None
     threshold: float | None = None
     message: str = ""
+    #: A compare-to-baseline check's baseline value, candidate sample size and always-valid
+    #: p-value (None for a fixed-bound check).
+    baseline: float | None = None
+    samples: float | None = None
+    p_value: float | None = None
 
 
 @dataclass(frozen=True)

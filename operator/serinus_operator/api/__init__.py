@@ -10,7 +10,7 @@ which the one mapper (``wire``) reads and writes, and in the CRD, which
 ``tests/unit/operator/test_schema.py`` holds to the dataclasses field by field.
 """
 
-from serinus_operator.api.analysis import AnalysisSpec, MetricSpec
+from serinus_operator.api.analysis import AnalysisSpec, CompareSpec, MetricSpec
 from serinus_operator.api.autoscaling import AutoscalingSpec
 from serinus_operator.api.durations import format_duration, parse_duration
 from serinus_operator.api.enums import (
@@ -90,6 +90,7 @@ __all__ = [
     "CanarySpec",
     "CanaryStep",
     "CandidateScale",
+    "CompareSpec",
     "GatewayRef",
     "InvalidRequest",
     "ManualAction",

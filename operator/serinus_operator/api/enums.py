@@ -23,6 +23,12 @@ class ShadowThen(StrEnum):
     CANARY = "Canary"
 
 
+class Baseline(StrEnum):
+    """What a compare-to-baseline check judges the candidate against."""
+
+    STABLE = "stable"
+
+
 class NoDataPolicy(StrEnum):
     INCONCLUSIVE = "Inconclusive"
     FAIL = "Fail"

@@ -15,6 +15,9 @@ def bound_text(name: str, spec: Mapping[str, Any]) -> str:
     for m in (spec.get("analysis") or {}).get("metrics") or []:
         if isinstance(m, Mapping) and m.get("name") == name:
             low, high = m.get("min"), m.get("max")
+            compare = m.get("compare")
+            if isinstance(compare, Mapping):
+                return _compare_text(compare)
     if low is None and high is None and name in BUILTIN:
         low, high = BUILTIN[name].min, BUILTIN[name].max
     parts = []
@@ -23,6 +26,14 @@ def bound_text(name: str, spec: Mapping[str, Any]) -> str:
     if high is not None:
         parts.append(f"<= {high:g}" if isinstance(high, int | float) else f"<= {high}")
     return " and ".join(parts)
+
+
+def _compare_text(compare: Mapping[str, Any]) -> str:
+    """``stable ± 0.005 @95%``: a compare check's bound moves with its baseline."""
+    margin, confidence = compare.get("maxDegradation"), compare.get("confidence", 0.95)
+    shown = f"{margin:g}" if isinstance(margin, int | float) else str(margin)
+    level = f"{confidence:.0%}" if isinstance(confidence, int | float) else str(confidence)
+    return f"{compare.get('baseline', 'stable')} ± {shown} @{level}"
 
 
 def value_text(value: object) -> str:
@@ -102,13 +113,18 @@ def _analysis_lines(analysis: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
     ]
     if not analysis.get("metrics"):
         return lines
-    rows: list[tuple[str, ...]] = [("METRIC", "VALUE", "BOUND", "RESULT", "AT")]
+    rows: list[tuple[str, ...]] = [
+        ("METRIC", "VALUE", "BASELINE", "BOUND", "N", "P", "RESULT", "AT")
+    ]
     for m in analysis.get("metrics") or []:
         rows.append(
             (
                 str(m.get("name")),
                 value_text(m.get("value")),
+                value_text(m.get("baseline")),
                 bound_text(str(m.get("name")), spec),
+                value_text(m.get("samples")),
+                value_text(m.get("pValue")),
                 str(m.get("result")) + (" (dry run)" if m.get("dryRun") else ""),
                 str(m.get("at", "")),
             )

@@ -115,14 +115,17 @@ def _analysis_parts(analysis: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
     if not analysis.get("metrics"):
         return []
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("metric", "value", "bound", "result", "measured"):
+    for column in ("metric", "value", "baseline", "bound", "n", "p", "result", "measured"):
         table.add_column(column)
     for m in analysis["metrics"]:
         result = str(m.get("result"))
         table.add_row(
             str(m.get("name")),
             value_text(m.get("value")),
+            value_text(m.get("baseline")),
             bound_text(str(m.get("name")), spec),
+            value_text(m.get("samples")),
+            value_text(m.get("pValue")),
             Text(
                 result + (" (dry run)" if m.get("dryRun") else ""),
                 style=_RESULT_STYLE.get(result, ""),

@@ -118,6 +118,8 @@ class RunAnalysis:
     min_requests: int
     interval: timedelta
     window_start: datetime
+    #: When the analysis run started: compare checks judge counts cumulated since then.
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)

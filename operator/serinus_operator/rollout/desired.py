@@ -100,6 +100,7 @@ def analysis_action(w: Work) -> RunAnalysis | None:
         min_requests=spec.min_requests,
         interval=spec.interval,
         window_start=a.last_measured_at or a.started_at,
+        since=a.started_at,
     )
 
 

@@ -40,7 +40,17 @@ def _resolve(spec: AnalysisSpec, m: Measurement) -> tuple[MetricStatus, ...]:
         message = r.message
         if r.verdict == Verdict.NO_DATA:
             message = f"{message or 'no data'} (noData: {spec.no_data})"
-        status = MetricStatus(metric.name, verdict, m.at, r.value, r.threshold, message)
+        status = MetricStatus(
+            metric.name,
+            verdict,
+            m.at,
+            r.value,
+            r.threshold,
+            message,
+            baseline=r.baseline,
+            samples=r.samples,
+            p_value=r.p_value,
+        )
         out.append(replace(status, dry_run=True) if metric.dry_run else status)
     return tuple(out)
 

@@ -180,6 +180,10 @@ class MetricStatus(_Record):
     threshold: float | None = None
     message: str = field(default="", metadata=wire(omit_empty=True))
     dry_run: bool | None = None  # True for a dryRun check (absent otherwise)
+    #: A compare check's baseline value, candidate samples and always-valid p-value.
+    baseline: float | None = None
+    samples: float | None = None
+    p_value: float | None = None
 
 
 @dataclass(frozen=True)

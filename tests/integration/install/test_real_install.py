@@ -360,6 +360,26 @@ INVALID: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
         "spec.serving.env[1]",
     ),
     "replicas 0": (lambda spec: spec.update(replicas=0), "spec.replicas"),
+    "compare on a check with no baseline counts": (
+        lambda spec: spec.update(
+            analysis={"metrics": [{"name": "drift", "compare": {"maxDegradation": 0.01}}]}
+        ),
+        "spec.analysis.metrics[0]",
+    ),
+    "compare and a fixed bound together": (
+        lambda spec: spec.update(
+            analysis={
+                "metrics": [
+                    {"name": "error-rate", "max": 0.01, "compare": {"maxDegradation": 0.01}}
+                ]
+            }
+        ),
+        "spec.analysis.metrics[0]",
+    ),
+    "compare without maxDegradation": (
+        lambda spec: spec.update(analysis={"metrics": [{"name": "accuracy", "compare": {}}]}),
+        "spec.analysis.metrics[0].compare.maxDegradation",
+    ),
 }
 
 
@@ -393,6 +413,27 @@ def test_invalid_model_deployments_are_refused_by_the_api_server_and_by_parse(
 
 
 NEAR_MISSES = ("latency-p80", "latency-p9999", "latency-99", "request-count", "errors")
+
+
+def test_the_crd_takes_a_compare_check_with_its_defaults(
+    real_kube: RealKube, namespace: str
+) -> None:
+    manifest = md("v1")
+    manifest["metadata"]["namespace"] = namespace
+    compare = {"maxDegradation": 0.005}
+    manifest["spec"]["analysis"] = {"metrics": [{"name": "error-rate", "compare": compare}]}
+    answer = real_kube.client.post(
+        real_kube.path(*MD, namespace), json=manifest, params={"dryRun": "All"}
+    )
+    assert answer.status_code == 201, answer.text
+    stored = answer.json()["spec"]["analysis"]["metrics"][0]["compare"]
+    assert stored == {
+        "maxDegradation": 0.005,
+        "baseline": "stable",
+        "confidence": 0.95,
+        "minSamples": 100,
+    }
+    assert api.parse(manifest).spec.analysis is not None
 
 
 def test_the_crd_accepts_exactly_the_builtin_checks(real_kube: RealKube, namespace: str) -> None:

@@ -169,6 +169,31 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
             "metrics[1].name",
             "twice",
         ),
+        (
+            "analysis.metrics",
+            [{"name": "drift", "compare": {"maxDegradation": 0.01}}],
+            "metrics[0].compare",
+            "error-rate, accuracy",
+        ),
+        (
+            "analysis.metrics",
+            [{"name": "error-rate", "max": 0.01, "compare": {"maxDegradation": 0.01}}],
+            "metrics[0].compare",
+            "not both",
+        ),
+        ("analysis.metrics", [{"name": "error-rate", "compare": {}}], "maxDegradation", "0.005"),
+        (
+            "analysis.metrics",
+            [{"name": "accuracy", "compare": {"maxDegradation": 0.01, "confidence": 0.3}}],
+            "compare.confidence",
+            "0.5",
+        ),
+        (
+            "analysis.metrics",
+            [{"name": "accuracy", "compare": {"maxDegradation": 0.01, "baseline": "previous"}}],
+            "compare.baseline",
+            "stable",
+        ),
         ("analysis.noData", "Ignore", "spec.analysis.noData", "Inconclusive | Fail | Pass"),
         ("analysis.interval", "500ms", "spec.analysis.interval", "at least 1s"),
         ("analysis.failureLimit", -1, "spec.analysis.failureLimit", "0 to 100"),
@@ -273,3 +298,13 @@ def test_bad_action_annotation(value: str, hint: str) -> None:
     md = api.parse(obj)  # a bad request never degrades the object
     assert md.request is None
     assert md.invalid_request == api.InvalidRequest(value, str(err.value))
+
+
+def test_a_compare_check_parses_with_its_defaults() -> None:
+    raw = spec_dict("v1", analysis={"metrics": [
+        {"name": "accuracy", "compare": {"maxDegradation": 0.01}, "dryRun": True},
+    ]})  # fmt: skip
+    [metric] = api.parse_spec(raw).analysis.metrics  # type: ignore[union-attr]
+    assert metric.compare == api.CompareSpec(max_degradation=0.01)
+    assert (metric.compare.confidence, metric.compare.min_samples) == (0.95, 100)
+    assert metric.dry_run and metric.min is None and metric.max is None

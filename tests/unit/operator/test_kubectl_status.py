@@ -72,7 +72,8 @@ def test_status_shows_why() -> None:
     assert "Phase:      Progressing" in text
     assert "Traffic:    stable 90%  candidate 10%  mirror 0%" in text
     lines = [line.split() for line in text.splitlines()]
-    assert ["error-rate", "0.0312", "<=", "0.01", "Fail", "2026-01-01T00:00:30Z"] in lines
+    row = ["error-rate", "0.0312", "-", "<=", "0.01", "-", "-", "Fail", "2026-01-01T00:00:30Z"]
+    assert row in lines
     assert "agreement: Prometheus unreachable" in text
     assert "AnalysisFailed" in text and "RolledBack" in text
 

@@ -1,0 +1,149 @@
+"""Compare-to-baseline checks against a real Prometheus: the exporter counts what serinus
+serve and the router export for a stable and a candidate revision, and the check judges
+the candidate against the stable on counts cumulated since the analysis started
+(``{{ since }}``), with the sequential test of analysis/sequential.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+from serinus_operator.analysis.providers.prometheus import PrometheusConfig, PrometheusProvider
+from serinus_operator.analysis.run import measure, variables_for
+from serinus_operator.analysis.verdict import MetricResult, Verdict
+from serinus_operator.api import AnalysisSpec, CompareSpec, MetricSpec
+from support.prometheus import prometheus
+from support.serve import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class Pair:
+    """200 requests a second each for stable (v1) and candidate (v2), with the given error
+    shares; labelled answers (correct/labelled) and the router's paired cells too."""
+
+    def __init__(self, *, stable_errors: float, candidate_errors: float) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "serinus_requests", "", ["model", "revision", "outcome"], registry=self.registry
+        )
+        self.paired = Counter(
+            "serinus_feedback_paired", "", ["model", "primary", "shadow", "outcome"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.errors = {"v1": stable_errors, "v2": candidate_errors}
+        self.stop = threading.Event()
+        self.random = random.Random(7)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for revision, share in self.errors.items():
+                failed = sum(self.random.random() < share for _ in range(20))
+                self.requests.labels("fraud", revision, "server_error").inc(failed)
+                self.requests.labels("fraud", revision, "success").inc(20 - failed)
+            # A shadow that is right exactly when the stable is, but 30% more often wrong
+            # alone: clearly worse on the same labelled requests.
+            cells = {"both_right": 14, "only_primary_right": 4, "only_shadow_right": 1}
+            for outcome, count in cells.items():
+                self.paired.labels("fraud", "v1", "v2", outcome).inc(count)
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Pair, str]]:
+    stable, candidate = request.param
+    source = Pair(stable_errors=stable, candidate_errors=candidate)
+    port = free_port()
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=source.registry)
+    feeder = threading.Thread(target=source.run, daemon=True)
+    feeder.start()
+    try:
+        yield source, f"127.0.0.1:{port}"
+    finally:
+        source.stop.set()
+        feeder.join()
+        server.shutdown()
+
+
+def _until_decided(
+    url: str, spec: AnalysisSpec, *, paired: bool = False, timeout: float = 40
+) -> list[MetricResult]:
+    started = datetime.now(UTC)
+
+    async def run() -> list[MetricResult]:
+        provider = PrometheusProvider(PrometheusConfig(url))
+        seen: list[MetricResult] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                now = datetime.now(UTC)
+                variables = variables_for(
+                    namespace="ml", name="fraud", stable="v1", candidate="v2",
+                    analysis=spec, since=now - started + timedelta(seconds=30),
+                )  # fmt: skip
+                m = await measure(spec, provider, variables=variables, at=now, paired=paired)
+                seen.extend(m.results)
+                if m.results[0].verdict in (Verdict.PASS, Verdict.FAIL):
+                    return seen
+                await asyncio.sleep(1)
+            return seen
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(run())
+
+
+def _error_rate(margin: float) -> AnalysisSpec:
+    compare = CompareSpec(max_degradation=margin, confidence=0.95, min_samples=200)
+    return AnalysisSpec(metrics=(MetricSpec("error-rate", compare=compare),))
+
+
+@pytest.mark.parametrize("pair", [(0.01, 0.20)], indirect=True)
+def test_a_candidate_much_worse_than_stable_fails_with_its_numbers(
+    pair: tuple[Pair, str], tmp_path: Path
+) -> None:
+    _source, target = pair
+    with prometheus([target], workdir=tmp_path, labels={"namespace": "ml"}) as prom:
+        seen = _until_decided(prom.url, _error_rate(0.01))
+    last = seen[-1]
+    assert last.verdict == Verdict.FAIL, [r.message for r in seen]
+    assert last.value is not None and last.value > 0.1
+    assert last.baseline is not None and last.baseline < 0.05
+    assert last.samples is not None and last.samples >= 200
+    assert last.p_value is not None and last.p_value < 0.05
+    assert "always-valid interval" in last.message
+    assert all(r.verdict == Verdict.INCONCLUSIVE for r in seen[:-1]), "nothing else first"
+
+
+@pytest.mark.parametrize("pair", [(0.0, 0.0)], indirect=True)
+def test_a_candidate_as_good_as_stable_passes_once_there_is_enough_evidence(
+    pair: tuple[Pair, str], tmp_path: Path
+) -> None:
+    _source, target = pair
+    with prometheus([target], workdir=tmp_path, labels={"namespace": "ml"}) as prom:
+        seen = _until_decided(prom.url, _error_rate(0.05))
+    assert seen[-1].verdict == Verdict.PASS, [r.message for r in seen]
+    early = [r for r in seen if r.samples is not None and r.samples < 200]
+    assert all(r.verdict == Verdict.INCONCLUSIVE for r in early), "minSamples holds"
+
+
+@pytest.mark.parametrize("pair", [(0.0, 0.0)], indirect=True)
+def test_a_shadow_worse_on_the_same_labelled_requests_fails_the_paired_test(
+    pair: tuple[Pair, str], tmp_path: Path
+) -> None:
+    _source, target = pair
+    compare = CompareSpec(max_degradation=0.02, confidence=0.95, min_samples=100)
+    spec = AnalysisSpec(metrics=(MetricSpec("accuracy", compare=compare),))
+    with prometheus([target], workdir=tmp_path, labels={"namespace": "ml"}) as prom:
+        seen = _until_decided(prom.url, spec, paired=True)
+    assert seen[-1].verdict == Verdict.FAIL, [r.message for r in seen]
+    assert seen[-1].baseline is not None and seen[-1].value is not None
+    assert seen[-1].value < seen[-1].baseline
