@@ -2,9 +2,10 @@
 
 A few threads send one-row OIP v2 requests at a steady rate, each with an ``id``; the
 router says in ``x-serinus-revision`` which revision answered, and for a share of the
-answers the generator later sends the true label back to that revision as feedback (so the
-servers export live accuracy). While a blue-green candidate is in preview, a share of the
-requests is pinned to it with the same header, as a smoke test would be.
+answers the generator sends the true label back a moment later as feedback (the router
+joins it with every answer of that id and counts live accuracy per revision). While a
+blue-green candidate is in preview, a share of the requests is pinned to it with the same
+header, as a smoke test would be.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ import numpy as np
 from serinus_demo.models import FEATURES, sample, truth
 
 PIN = "x-serinus-revision"
+#: Labels come later than answers, as a fraud analyst's verdict would (sooner here): the
+#: router joins them with every answer of their id, the shadow's included.
+LABEL_DELAY = 1.5
 
 
 @dataclass
@@ -95,13 +99,27 @@ class Traffic:
         rng = np.random.default_rng(self.seed + index)
         period = self.workers / self.rate
         next_at = time.monotonic()
+        labels: deque[tuple[float, str, int]] = deque()  # (when, id, label)
         with httpx.Client(base_url=self.url, timeout=10.0) as client:
             while not self._stop.is_set():
-                self._send(client, rng, request_id=f"tx-{index}-{next(self._ids)}")
+                request_id = f"tx-{index}-{next(self._ids)}"
+                label = self._send(client, rng, request_id=request_id)
+                if label is not None:
+                    labels.append((time.monotonic() + LABEL_DELAY, request_id, label))
+                while labels and labels[0][0] <= time.monotonic():
+                    _, labelled, value = labels.popleft()
+                    with contextlib.suppress(httpx.HTTPError):
+                        client.post(
+                            f"/v2/models/{self.model}/feedback",
+                            json={"id": labelled, "label": value},
+                        )
                 next_at += period
                 time.sleep(max(0.0, next_at - time.monotonic()))
 
-    def _send(self, client: httpx.Client, rng: np.random.Generator, *, request_id: str) -> None:
+    def _send(
+        self, client: httpx.Client, rng: np.random.Generator, *, request_id: str
+    ) -> int | None:
+        """One request; its true label when it is to be sent back later."""
         x = sample(1, rng)
         label = int(truth(x, rng)[0])
         headers = {}
@@ -124,22 +142,17 @@ class Traffic:
         except httpx.HTTPError:
             with self.stats.lock:
                 self.stats.failures += 1
-            return
+            return None
         revision = response.headers.get(PIN, "?")
-        hit = False
+        hit, feedback = False, None
         if response.status_code == 200:
             outputs = {o["name"]: o["data"] for o in response.json().get("outputs", [])}
             hit = int(outputs.get("label", [-1])[0]) == label
             if rng.random() < self.feedback_share:
-                # The true label, later, to the revision that answered (pinned to it).
-                with contextlib.suppress(httpx.HTTPError):
-                    client.post(
-                        f"/v2/models/{self.model}/feedback",
-                        json={"id": request_id, "label": label},
-                        headers={PIN: revision},
-                    )
+                feedback = label
         with self.stats.lock:
             self.stats.answers[(revision, response.status_code)] += 1
             self.stats.correct[revision] += hit
             if PIN in headers:
                 self.stats.pinned[revision] += 1
+        return feedback

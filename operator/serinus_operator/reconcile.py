@@ -19,7 +19,7 @@ from serinus_operator import api, outbox
 from serinus_operator.analysis.providers import webhook
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.run import measure, resolve, variables_for
-from serinus_operator.analysis.templates import TemplateError
+from serinus_operator.analysis.templates import COUNTS, TemplateError
 from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
 from serinus_operator.api import WebhookType
 from serinus_operator.platforms.base import Conflict, ObjectRef, Platform
@@ -149,20 +149,23 @@ async def _measure(
         return Measurement(at=at, revision=run.candidate, results=results)
     if telemetry is not None:
         telemetry.provider_up.labels("prometheus").set(1 if await provider.is_online() else 0)
-        bounds = _bounds(run, variables)
+        bounds = _bounds(run, variables, measurement)
         telemetry.observe_measurement(md.namespace, md.name, measurement, bounds=bounds)
     return measurement
 
 
 def _bounds(
-    run: RunAnalysis, variables: Mapping[str, str]
+    run: RunAnalysis, variables: Mapping[str, str], measurement: Measurement
 ) -> list[tuple[str, float | None, float | None]]:
-    """Each check's fixed bounds, for the dashboards (a compare check's moves with the
-    baseline: none)."""
+    """Each check's bounds, for the dashboards; a compare check's is the baseline's value
+    less (or plus) maxDegradation as just measured: it moves with the baseline."""
     bounds: list[tuple[str, float | None, float | None]] = []
+    measured = {r.name: r.threshold for r in measurement.results}
     for metric in run.metrics:
         if metric.compare is not None:
-            bounds.append((metric.name, None, None))
+            moving = measured.get(metric.name)
+            higher = COUNTS[metric.name].higher_is_better
+            bounds.append((metric.name, moving if higher else None, None if higher else moving))
             continue
         try:
             check = resolve(metric, variables)

@@ -352,6 +352,7 @@ class RouterApp:
         assert self.recorder is not None
         try:
             labels = parse_feedback(request.body)
+            await self.recorder.flush()  # an answer still queued is joined all the same
             result = await join(
                 self.recorder.store,
                 table.model,

@@ -173,11 +173,14 @@ def test_status_tells_the_story(played: Played) -> None:
     reasons = {e["reason"] for e in played.run.events()}
     assert {
         "RolloutStarted", "WeightChanged", "MirrorChanged", "AnalysisFailed", "RolledBack",
-        "TrafficSwitched", "Promoted", "RevisionRemoved",
+        "TrafficSwitched", "Promoted", "RevisionRemoved", "AnalysisDryRun",
     } <= reasons  # fmt: skip
     failed = next(e for e in played.run.events() if e["reason"] == "RolledBack")
-    assert "agreement" in failed["message"]
-    assert "drift" in failed["message"]
+    assert "accuracy" in failed["message"] and "always-valid interval" in failed["message"]
+    assert "agreement" not in failed["message"], "dry-run checks never decide"
+    dry = [e["message"] for e in played.run.events() if e["reason"] == "AnalysisDryRun"]
+    assert any(m.startswith("agreement") for m in dry), dry
+    assert any(m.startswith("drift") for m in dry), dry
     text = subprocess.run(
         [*SERINUS, "local", "status", "fraud", "--state-dir", str(played.run.state_dir)],
         capture_output=True,
