@@ -14,20 +14,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serinus_serving.asgi import Receive, Scope, Send, asgi_entry, call_asgi, error_body
-from serinus_serving.codec import HEADER_LENGTH, InferRequest, parse_v2, render_v2
+from serinus_serving.codec import HEADER_LENGTH, InferRequest, decode_v2, parse_v2, render_v2
 from serinus_serving.codec_v1 import parse_v1, render_v1
 from serinus_serving.dataplane import DataPlane
 from serinus_serving.errors import InferenceError
+from serinus_serving.fastcodec import V2Renderer
 from serinus_serving.http1 import Request, Response, http_date
 from serinus_serving.routes import build_fastapi, readiness
-from serinus_serving.runtime.base import ModelRuntime
+from serinus_serving.runtime.base import Array, ModelRuntime
 from serinus_serving.settings import ServeSettings
+from serinus_serving.tensors import load_json
 
 __all__ = ["ServingApp", "create_app", "match_infer"]
 
@@ -81,6 +83,10 @@ class ServingApp:
             self.handle, max_body=settings.max_body_bytes, lifespan=self.fastapi
         )
         self._access = logging.getLogger("serinus.access")
+        #: The model's own OIP v2 inference path and its route, matched without parsing.
+        self._v2_path = f"/v2/models/{settings.name}/infer"
+        self._v2_route = match_infer(self._v2_path)
+        self._render_v2 = V2Renderer(model_name=settings.name, model_version=settings.version)
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -119,7 +125,7 @@ class ServingApp:
 
     async def handle(self, request: Request) -> Response:
         path = request.path
-        route = match_infer(path)
+        route = self._v2_route if path == self._v2_path else match_infer(path)
         if route is not None:
             if request.method == b"POST":
                 return await self._serve_infer(route, request)
@@ -138,12 +144,14 @@ class ServingApp:
 
     async def _serve_infer(self, route: tuple[str, str, str | None], request: Request) -> Response:
         started = time.perf_counter()
-        protocol, model, version = route
+        protocol = route[0]
         metrics = self.metrics
         metrics.inflight += 1
         headers = [_JSON, (b"date", http_date())]
         try:
-            body, extra = await self._infer(protocol, model, version, request)
+            decoded = self._checked(route, request)
+            outputs = await self.dataplane.infer(decoded)
+            body, extra = self._encode(decoded, outputs, protocol=protocol)
             status = 200
             if extra is not None:
                 headers = [_BINARY, (_HEADER_LENGTH, b"%d" % extra), (b"date", http_date())]
@@ -164,20 +172,24 @@ class ServingApp:
 
         return Response(status, headers, body, after)
 
-    async def _infer(
-        self, protocol: str, model: str, version: str | None, request: Request
-    ) -> tuple[bytes, int | None]:
-        """Check the target, decode the body, infer, encode the response."""
-        plane = self.dataplane
-        plane.check_target(model, version)
+    def _checked(self, route: tuple[str, str, str | None], request: Request) -> InferRequest:
+        """Check the target, then decode the body."""
+        protocol, model, version = route
+        self.dataplane.check_target(model, version)
         header_length = None
         for key, value in request.headers:
             if key == _HEADER_LENGTH:
                 header_length = value
-        decoded = self._decode(protocol, request.body, header_length)
-        outputs = await plane.infer(decoded)
+        return self._decode(protocol, request.body, header_length)
+
+    def _encode(
+        self, decoded: InferRequest, outputs: Mapping[str, Array], *, protocol: str
+    ) -> tuple[bytes, int | None]:
+        """The response body and, for binary outputs, the length of its JSON header."""
         if protocol == "v1":
             return render_v1(outputs), None
+        if not decoded.binary_outputs:
+            return self._render_v2.render(outputs, decoded.id), None
         return render_v2(
             outputs,
             model_name=self.settings.name,
@@ -191,6 +203,12 @@ class ServingApp:
         if protocol == "v1":
             inputs, rows = parse_v1(body, specs, max_rows=limit)
             return InferRequest(inputs=inputs, rows=rows)
+        fast = self.dataplane.fast_v2
+        if fast is not None and header_length is None:
+            payload = load_json(body)
+            return fast.decode(payload) or decode_v2(
+                payload, b"", specs=specs, outputs=self.runtime.outputs, max_rows=limit
+            )
         return parse_v2(
             body,
             specs,

@@ -68,20 +68,26 @@ class AdaptiveBatcher:
         #: request waits one loop turn for company and no longer.
         self._arriving_at_server = arriving
 
-    async def submit(self, inputs: dict[str, Array], rows: int) -> dict[str, Array]:
+    def run_alone(self, inputs: dict[str, Array], rows: int) -> dict[str, Array] | None:
+        """Run the request now if it is alone and no one is on the way to keep it company
+        (a batch of one, run now rather than a loop turn later); else None: submit it."""
         if (
-            self.inline
-            and self._arriving_at_server is not None
-            and not self._queue
-            and self._scheduled is None
-            and not self._arriving_at_server()
+            not self.inline
+            or self._arriving_at_server is None
+            or self._queue
+            or self._scheduled is not None
+            or self._arriving_at_server()
         ):
-            # Alone, and no one on the way to keep company: a batch of one, run now rather
-            # than a loop turn later.
-            started = time.perf_counter()
-            outputs = self._run(inputs)
-            if self._observe is not None:
-                self._observe(rows, time.perf_counter() - started)
+            return None
+        started = time.perf_counter()
+        outputs = self._run(inputs)
+        if self._observe is not None:
+            self._observe(rows, time.perf_counter() - started)
+        return outputs
+
+    async def submit(self, inputs: dict[str, Array], rows: int) -> dict[str, Array]:
+        outputs = self.run_alone(inputs, rows)
+        if outputs is not None:
             return outputs
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Array]] = loop.create_future()

@@ -81,7 +81,18 @@ def parse_v2(
 ) -> InferRequest:
     """Decode an OIP v2 ``/infer`` body (JSON, or JSON + binary tensors)."""
     body, binary = _split_binary(body, header_length)
-    payload = load_json(body)
+    return decode_v2(load_json(body), binary, specs=specs, outputs=outputs, max_rows=max_rows)
+
+
+def decode_v2(
+    payload: Any,
+    binary: bytes,
+    *,
+    specs: Mapping[str, TensorSpec],
+    outputs: Sequence[TensorSpec],
+    max_rows: int,
+) -> InferRequest:
+    """Decode the parsed JSON of an OIP v2 ``/infer`` body and its ``binary`` tensors."""
     raw_inputs, request_id, params = _v2_envelope(payload, specs)
     inputs, rows = _v2_inputs(raw_inputs, specs, binary, max_rows=max_rows)
     binary_default = params.get("binary_data_output") is True
@@ -194,7 +205,7 @@ def _binary_data_size(item: dict[str, Any], name: str) -> Any:
     return item_params.get("binary_data_size")
 
 
-def _datatype_of(array: Array) -> str:
+def datatype_of(array: Array) -> str:
     known = DATATYPE_BY_NUMPY.get(array.dtype)
     if known is not None:
         return known
@@ -224,7 +235,7 @@ def render_v2(
     rendered: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, array in outputs.items():
-        datatype = _datatype_of(array)
+        datatype = datatype_of(array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if name in binary_outputs:
             raw = (

@@ -7,6 +7,10 @@ input specs, a few of each datatype and shape kind). For the binary extension tw
 bytes, a little-endian signed 16-bit integer, give the header length (negative and past
 the end included: both are client mistakes).
 
+The direct decoder of the common request (``fastcodec.FastV2Decoder``) runs on every v2
+JSON body its model allows: whatever it accepts, ``parse_v2`` must accept with the same
+request (dtype, shape, bits, rows, id), since the server answers with its result.
+
 Checked for every input: the decoder returns, or raises an ``InferenceError`` whose status
 is 4xx; any other exception (``ValueError``, ``OverflowError``, ``MemoryError``...) or a
 5xx is a finding, since the server would answer it with a 500. What it returns conforms to
@@ -29,10 +33,11 @@ import harness
 import orjson
 
 with atheris.instrument_imports(include=["serinus_serving"]):
-    from serinus_serving.codec import parse_v2
+    from serinus_serving.codec import InferRequest, parse_v2
     from serinus_serving.codec_v1 import parse_v1
     from serinus_serving.datatypes import NUMPY_BY_DATATYPE
     from serinus_serving.errors import InferenceError
+    from serinus_serving.fastcodec import FastV2Decoder
     from serinus_serving.runtime.base import Array, TensorSpec
 
 MAX_ROWS = 64
@@ -93,14 +98,47 @@ def _check_decoded(inputs: dict[str, Array], rows: int, specs: dict[str, TensorS
             assert all(type(v) is str for v in array.flat), f"{name}: non-str BYTES values"
 
 
+def _direct(body: bytes, specs: dict[str, TensorSpec]) -> InferRequest | None:
+    """What the direct decoder makes of ``body`` (None: declined, or no JSON object)."""
+    fast = FastV2Decoder.for_model(specs, max_rows=MAX_ROWS)
+    if fast is None:
+        return None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return fast.decode(payload)
+
+
+def _check_same(fast: InferRequest, generic: InferRequest) -> None:
+    """The direct decoder's request is the generic decoder's."""
+    same = (fast.rows, fast.id, fast.outputs, fast.binary_outputs)
+    assert same == (generic.rows, generic.id, generic.outputs, generic.binary_outputs), same
+    assert fast.inputs.keys() == generic.inputs.keys()
+    for name, array in fast.inputs.items():
+        other = generic.inputs[name]
+        assert (array.dtype, array.shape) == (other.dtype, other.shape), (array, other)
+        assert array.tobytes() == other.tobytes(), f"{name}: {array!r} != {other!r}"
+
+
 def decode(data: bytes) -> None:
     if not data:
         return
     mode, body = data[0], data[1:]
     specs, outputs = MODELS[mode // 3 % len(MODELS)]
     if mode % 3 == 0:
-        decoded = parse_v2(body, specs, outputs, max_rows=MAX_ROWS)
+        fast = _direct(body, specs)
+        try:
+            decoded = parse_v2(body, specs, outputs, max_rows=MAX_ROWS)
+        except InferenceError as exc:
+            if fast is not None:
+                raise AssertionError(
+                    f"the direct decoder took what parse_v2 refuses: {exc}"
+                ) from exc
+            raise
         _check_decoded(decoded.inputs, decoded.rows, specs)
+        if fast is not None:
+            _check_same(fast, decoded)
         known = {s.name for s in outputs}
         assert decoded.outputs is None or set(decoded.outputs) <= known
         assert decoded.binary_outputs <= known
