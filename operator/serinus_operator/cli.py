@@ -278,6 +278,12 @@ def _add_operator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--prometheus-ca-file", type=Path, help="CA bundle for Prometheus")
     p.add_argument("--serving-image", help="default image of serving pods")
     p.add_argument("--router-image", help="image of router pods")
+    p.add_argument(
+        "--router-prediction-log",
+        metavar="redis://HOST:PORT/DB",
+        help="the prediction log every router replica shares, so feedback sent to any of "
+        "them is joined (docs/drift.md); default: each router's own memory",
+    )
     p.add_argument("--kubeconfig", help="default: in-cluster, else $KUBECONFIG")
     p.add_argument("--context", help="kubeconfig context")
     _add_pacing(p)
@@ -315,6 +321,7 @@ def _operator(args: argparse.Namespace) -> int:
             priority=args.priority,
             pin=_pin,
             model_refresh_seconds=args.model_refresh_seconds,
+            router_prediction_log=args.router_prediction_log,
         )
     )
 

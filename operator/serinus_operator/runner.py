@@ -57,6 +57,8 @@ class OperatorOptions:
     priority: int | None = None
     #: Pins model aliases and tags (``platforms.pinning``); None takes URIs as written.
     pin: Pin | None = None
+    #: Every router's ``--prediction-log`` (a shared ``redis://``); None: the default.
+    router_prediction_log: str | None = None
     model_refresh_seconds: float = REFRESH_SECONDS
 
 
@@ -133,7 +135,11 @@ async def run_operator(options: OperatorOptions) -> None:
     )
     platform = KubernetesPlatform(
         client,
-        config=BuildConfig(serving_image=options.serving_image, router_image=options.router_image),
+        config=BuildConfig(
+            serving_image=options.serving_image,
+            router_image=options.router_image,
+            router_prediction_log=options.router_prediction_log,
+        ),
         cache=cache,
     )
     metrics: MetricProvider | None = None

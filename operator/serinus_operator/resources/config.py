@@ -48,6 +48,10 @@ class BuildConfig:
     image_pull_secrets: tuple[str, ...] = ()
     listen_host: str = "0.0.0.0"
     model_volume_limit: str | None = None
+    #: The routers' prediction log (``serinus router --prediction-log``): a ``redis://`` URL
+    #: shared by every replica, so a label reaching any router is joined; None keeps the
+    #: router's default (in memory: one replica's labels only).
+    router_prediction_log: str | None = None
 
     def __post_init__(self) -> None:
         if not self.serving_image or not self.router_image:

@@ -48,7 +48,18 @@ def _meta(md_name: str, namespace: str, owner_uid: str | None) -> dict[str, Any]
 
 
 def router_args(md_name: str, namespace: str, *, config: BuildConfig) -> list[str]:
-    """``serinus router`` reading ``configmap:<namespace>/<name>-routes``."""
+    """``serinus router`` reading ``configmap:<namespace>/<name>-routes``; with a shared
+    prediction log, keyed per namespace so one Redis serves every ModelDeployment."""
+    log = config.router_prediction_log
+    shared = (
+        []
+        if log is None
+        else ["--prediction-log", log, "--prediction-log-prefix", f"serinus:{namespace}:"]
+    )
+    return [*_base_args(md_name, namespace, config=config), *shared]
+
+
+def _base_args(md_name: str, namespace: str, *, config: BuildConfig) -> list[str]:
     return [
         "router",
         "--routes",

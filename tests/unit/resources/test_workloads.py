@@ -454,6 +454,22 @@ def test_router_deployment_shape() -> None:
     assert _server(single)["image"] == "example.com/router:1"
 
 
+def test_routers_share_the_prediction_log_the_operator_names() -> None:
+    """Every replica of every ModelDeployment's router gets the one Redis, keyed per
+    namespace; without one they keep the router's default (each its own memory)."""
+    shared = r.BuildConfig(router_prediction_log="redis://redis.serinus:6379/0")
+    dep = r.router_deployment("fraud", "ml", config=shared)
+    args = build_parser().parse_args(_server(dep)["args"])
+    assert (args.prediction_log, args.prediction_log_prefix) == (
+        "redis://redis.serinus:6379/0",
+        "serinus:ml:",
+    )
+    alone = build_parser().parse_args(
+        _server(r.router_deployment("fraud", "ml", config=ex.CONFIG))["args"]
+    )
+    assert alone.prediction_log == "memory"
+
+
 def test_public_service_selects_the_router_pods() -> None:
     svc = r.public_service("fraud", "ml")
     dep = r.router_deployment("fraud", "ml", config=ex.CONFIG)
