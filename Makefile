@@ -10,7 +10,7 @@ FUZZ_TARGETS ?= http1_request codec_decode upstream_response
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv system-deps kube-bins test unit integration e2e fuzz lint format typecheck bench bench-operator demo clean
+.PHONY: help venv system-deps kube-bins test unit integration e2e fuzz lint format typecheck bench bench-fetch bench-operator demo clean
 .PHONY: crds chart-files images
 
 help: ## Show this help
@@ -118,6 +118,9 @@ demo: $(STAMP) system-deps ## Play a rollout locally: canary promoted, shadow ro
 
 bench: $(STAMP) ## Benchmark serinus serve vs MLServer, KServe, a bare floor; the router vs nginx; the cost of drift monitoring
 	bash bench/run.sh
+
+bench-fetch: $(STAMP) system-deps ## Fetching a 512 MiB model: obstore vs fsspec (s3fs, gcsfs), parts vs one stream, on 127.0.0.1 (~4 min)
+	$(BIN)/python bench/model_fetch.py
 
 bench-operator: $(STAMP) kube-bins ## The operator with 100 and 1,000 ModelDeployments on the real control plane (BENCHMARKS.md)
 	$(BIN)/python bench/operator_scale.py $(BENCH_OPERATOR_ARGS)
