@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from serinus_operator.analysis.verdict import Verdict
 from serinus_operator.api import ModelDeploymentSpec
 from serinus_operator.rollout.actions import CallWebhooks, EventType, Notify, Reason
 from serinus_operator.rollout.observed import Observed, WebhookResult
@@ -150,7 +151,17 @@ class Work:
         self.emit(Reason.SUPERSEDED, f"{c.ref.version} ({c.ref.revision}) abandoned: {message}")
 
     def promote(self, message: str) -> None:
-        """The candidate becomes stable; the old stable stays warm for ``scaleDownDelay``."""
+        """The candidate becomes stable; the old stable stays warm for ``scaleDownDelay``.
+        The measurement that passed goes into the history and the Event with its numbers: the
+        analysis status is cleared here, and a promotion must stay explained."""
+        a = self.status.analysis
+        if a is not None and a.result == Verdict.PASS:
+            why = "; ".join(
+                f"{m.name}: {m.message}" if m.message else f"{m.name} {m.value:.4g}"
+                for m in a.metrics
+                if not m.dry_run and (m.message or m.value is not None)
+            )
+            message = f"{message} ({why})" if why else message
         c = self._end(Outcome.PROMOTED, "Promoted", message)
         old = self.status.stable
         delay = self.spec.strategy.scale_down_delay

@@ -114,7 +114,7 @@ def test_ramp_grows_on_each_pass_and_promotes_at_full_weight() -> None:
             Tick(30 * S, verdict=PASS, phase=Phase.STABLE, stable="v2"),
         ],
     )
-    assert sim.status.history[-1].message == "ramped to 100%"
+    assert sim.status.history[-1].message.startswith("ramped to 100% (error-rate ")
 
 
 def test_ramp_holds_without_evidence_and_says_why() -> None:
