@@ -163,6 +163,24 @@ class Telemetry:
             ["namespace", "name", "metric", "revision"],
             registry=r,
         )
+        self.analysis_baseline = Gauge(
+            "serinus_analysis_baseline",
+            "A compare-to-baseline check's value for the baseline (stable) revision",
+            ["namespace", "name", "metric", "revision"],
+            registry=r,
+        )
+        self.analysis_samples = Gauge(
+            "serinus_analysis_samples",
+            "The candidate's sample size behind a compare-to-baseline check's last verdict",
+            ["namespace", "name", "metric", "revision"],
+            registry=r,
+        )
+        self.analysis_p_value = Gauge(
+            "serinus_analysis_p_value",
+            "The always-valid p-value of a compare-to-baseline check's last measurement",
+            ["namespace", "name", "metric", "revision"],
+            registry=r,
+        )
         self.analysis_threshold = Gauge(
             "serinus_analysis_threshold",
             "The bound an analysis check is held to",
@@ -227,10 +245,15 @@ class Telemetry:
     ) -> None:
         for result in measurement.results:
             self.verdicts.labels(namespace, name, result.name, _VERDICT[result.verdict]).inc()
-            if result.value is not None:
-                self.analysis_value.labels(namespace, name, result.name, measurement.revision).set(
-                    result.value
-                )
+            labels = (namespace, name, result.name, measurement.revision)
+            for gauge, value in (
+                (self.analysis_value, result.value),
+                (self.analysis_baseline, result.baseline),
+                (self.analysis_samples, result.samples),
+                (self.analysis_p_value, result.p_value),
+            ):
+                if value is not None:
+                    gauge.labels(*labels).set(value)
         for metric, low, high in bounds:
             for bound, value in (("min", low), ("max", high)):
                 if value is not None:

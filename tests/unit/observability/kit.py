@@ -152,7 +152,17 @@ def known_metrics() -> frozenset[str]:
         | _names(router.registry)
         | _names(Telemetry().registry)
         | DRIFT_METRICS
+        | _feedback_names()
     )
+
+
+def _feedback_names() -> set[str]:
+    """The router's feedback counters (a collector of their own, not in its registry)."""
+    from serinus_serving.router.feedback import FeedbackTotals
+    from serinus_serving.router.feedback import collect as feedback
+
+    families = list(feedback(FeedbackTotals(), lambda: "fraud"))
+    return {f.name + ("_total" if f.type == "counter" else "") for f in families}
 
 
 _METRIC = re.compile(r"\b(serinus_[a-z0-9_]+)\b")
