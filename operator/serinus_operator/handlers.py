@@ -213,10 +213,11 @@ async def _pass(ctx: Context, namespace: str, name: str, backoff: float) -> _Aft
         finally:
             # The children this pass put back, as one Event (kept if it cannot be posted).
             await ctx.platform.report_restored(ref_of(obj))
+        # An alias or a tag is asked about again in time even when nothing else is due.
         wake_in = None if ctx.pins is None else ctx.pins.recheck_in(obj)
         if result.decision.wake_at is not None:
-            until = (result.decision.wake_at - ctx.clock()).total_seconds()
-            wake_in = min(wake_in or until, max(MIN_DELAY_SECONDS, until))
+            until = max(MIN_DELAY_SECONDS, (result.decision.wake_at - ctx.clock()).total_seconds())
+            wake_in = until if wake_in is None else min(wake_in, until)
         return _After(wake_in=wake_in)
     except Conflict as exc:
         log.info("%s/%s changed while reconciling (%s); again", namespace, name, exc)

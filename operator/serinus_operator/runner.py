@@ -110,6 +110,14 @@ async def _metrics_server(ctx: Context, host: str, port: int) -> web.AppRunner:
     return runner
 
 
+def _build_config(options: OperatorOptions) -> BuildConfig:
+    return BuildConfig(
+        serving_image=options.serving_image,
+        router_image=options.router_image,
+        router_prediction_log=options.router_prediction_log,
+    )
+
+
 def _pins(options: OperatorOptions) -> ModelPins | None:
     if options.pin is None:
         return None
@@ -133,15 +141,7 @@ async def run_operator(options: OperatorOptions) -> None:
         on_change=wake,
         transform=slim,
     )
-    platform = KubernetesPlatform(
-        client,
-        config=BuildConfig(
-            serving_image=options.serving_image,
-            router_image=options.router_image,
-            router_prediction_log=options.router_prediction_log,
-        ),
-        cache=cache,
-    )
+    platform = KubernetesPlatform(client, config=_build_config(options), cache=cache)
     metrics: MetricProvider | None = None
     if options.prometheus_url:
         metrics = PrometheusProvider(
