@@ -282,7 +282,7 @@ def _add_operator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--router-prediction-log",
         metavar="redis://HOST:PORT/DB",
         help="the prediction log every router replica shares, so feedback sent to any of "
-        "them is joined (docs/drift.md); default: each router's own memory",
+        "them is joined (docs/drift.md); default: none (feedback forwarded to the serving pods)",
     )
     p.add_argument("--kubeconfig", help="default: in-cluster, else $KUBECONFIG")
     p.add_argument("--context", help="kubeconfig context")

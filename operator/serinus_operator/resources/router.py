@@ -49,13 +49,13 @@ def _meta(md_name: str, namespace: str, owner_uid: str | None) -> dict[str, Any]
 
 def router_args(md_name: str, namespace: str, *, config: BuildConfig) -> list[str]:
     """``serinus router`` reading ``configmap:<namespace>/<name>-routes``; with a shared
-    prediction log, keyed per namespace so one Redis serves every ModelDeployment."""
+    prediction log, keyed per namespace so one Redis serves every ModelDeployment, else none
+    (the routers forward feedback to the revisions, as ``--prediction-log off``)."""
     log = config.router_prediction_log
-    shared = (
-        []
-        if log is None
-        else ["--prediction-log", log, "--prediction-log-prefix", f"serinus:{namespace}:"]
-    )
+    if log is None:  # one log per replica would join only some labels: forward them instead
+        shared = ["--prediction-log", "off"]
+    else:
+        shared = ["--prediction-log", log, "--prediction-log-prefix", f"serinus:{namespace}:"]
     return [*_base_args(md_name, namespace, config=config), *shared]
 
 
