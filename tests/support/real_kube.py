@@ -282,3 +282,27 @@ def _raise(response: httpx.Response) -> None:
         request=response.request,
         response=response,
     )
+
+
+def on_platform(kube: RealKube, work: Any) -> Any:
+    """``await work(platform)`` with a :class:`KubernetesPlatform` of the admin's
+    credentials (no watch cache: every read is a request), in a loop of its own."""
+    import asyncio
+
+    from serinus_operator.platforms.kubernetes import Credentials, KubeClient, KubernetesPlatform
+
+    async def go() -> Any:
+        d = kube.cluster.dir
+        credentials = Credentials(
+            server=kube.url,
+            ca_path=str(kube.cluster.ca_path),
+            cert_path=str(d / "admin.crt"),
+            key_path=str(d / "admin.key"),
+        )
+        client = KubeClient(credentials)
+        try:
+            return await work(KubernetesPlatform(client))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())

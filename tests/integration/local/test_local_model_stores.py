@@ -33,6 +33,7 @@ import pytest
 import yaml
 from onnx import TensorProto, helper
 
+from support.local_run import wait_status as wait_for
 from support.serve import free_port
 from support.stores import Mlflow, MotoS3, mlflow, moto_s3
 
@@ -82,28 +83,6 @@ def manifest(uri: str, version: str, env: dict[str, str]) -> str:
         },
     }
     return yaml.safe_dump(doc, sort_keys=False)
-
-
-def wait_for(
-    run: LocalUp,
-    done: Callable[[dict[str, Any]], bool],
-    what: str,
-    *,
-    timeout: float = 60.0,
-    seen: Callable[[dict[str, Any]], None] = lambda _: None,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        run.check_running()
-        status = run.status()
-        seen(status)
-        if done(status):
-            return status
-        # Degraded: the spec cannot be carried out (an alias not resolved, say); say why now.
-        assert status.get("phase") != "Degraded", f"{what}: {status.get('message')}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s; status: {status}")
-        time.sleep(0.1)
 
 
 def uri_of(entry: dict[str, Any] | None) -> str | None:

@@ -47,12 +47,13 @@ labels, 5-8 s after its YAML edit; "equal" shows its first Pass on ~1,200-2,300 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ from onnx import TensorProto, helper
 from prometheus_client.parser import text_string_to_metric_families
 
 from serinus_operator.analysis.sequential import Paired, Settings, compare_paired
+from support.local_run import wait_status
 from support.serve import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -314,25 +316,7 @@ class Played:
     seconds: float
 
 
-def wait_for(
-    run: LocalUp,
-    done: Callable[[dict[str, Any]], bool],
-    what: str,
-    *,
-    timeout: float = ACT_TIMEOUT,
-    seen: Callable[[dict[str, Any]], None] = lambda _: None,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        run.check_running()
-        status = run.status()
-        seen(status)
-        if done(status):
-            return status
-        assert status.get("phase") != "Degraded", f"{what}: {status.get('message')}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s; status: {status}")
-        time.sleep(0.1)
+wait_for = functools.partial(wait_status, timeout=ACT_TIMEOUT)
 
 
 def history_entry(status: Mapping[str, Any], version: str) -> dict[str, Any] | None:

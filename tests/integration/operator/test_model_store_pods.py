@@ -6,11 +6,10 @@ token, and the claim mounted read-only."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,12 @@ import pytest
 
 from serinus_operator import api
 from serinus_operator import resources as r
-from serinus_operator.platforms.kubernetes import Credentials, KubeClient, KubernetesPlatform
 from serinus_operator.platforms.pinning import PinError
 from serinus_operator.rollout.status import RevisionRef
 from support.cluster import Cluster
 from support.cluster import md as cluster_md
 from support.real_cluster import wait_for
-from support.real_kube import RealKube
+from support.real_kube import RealKube, on_platform
 from support.stores import registry
 
 pytestmark = pytest.mark.integration
@@ -156,24 +154,6 @@ def test_a_model_in_a_store_is_fetched_by_an_init_container_the_server_reuses(
     assert pod["spec"]["automountServiceAccountToken"] is False
 
 
-def _platform_run(kube: RealKube, work: Callable[[KubernetesPlatform], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        d = kube.cluster.dir
-        credentials = Credentials(
-            server=kube.url,
-            ca_path=str(kube.cluster.ca_path),
-            cert_path=str(d / "admin.crt"),
-            key_path=str(d / "admin.key"),
-        )
-        client = KubeClient(credentials)
-        try:
-            return await work(KubernetesPlatform(client))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
-
-
 def test_the_model_secret_is_read_as_the_pods_environment(
     real_kube: RealKube, namespace: str
 ) -> None:
@@ -195,11 +175,11 @@ def test_the_model_secret_is_read_as_the_pods_environment(
     raw["metadata"] = {"name": "fraud", "namespace": namespace}
     raw["spec"]["serving"] = {"env": [{"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow"}]}
     md = api.parse(raw)
-    env = _platform_run(real_kube, lambda p: p.model_env(md))
+    env = on_platform(real_kube, lambda p: p.model_env(md))
     assert env == {"MLFLOW_TRACKING_TOKEN": "t0ken", "MLFLOW_TRACKING_URI": "http://mlflow"}
     raw["spec"]["model"]["credentials"] = {"secretRef": {"name": "nobody"}}
     with pytest.raises(PinError, match="Secret nobody not found"):
-        _platform_run(real_kube, lambda p: p.model_env(api.parse(raw)))
+        on_platform(real_kube, lambda p: p.model_env(api.parse(raw)))
 
 
 def test_a_failed_fetch_is_quoted_in_the_status_and_the_rollback(cluster: Cluster) -> None:

@@ -4,7 +4,6 @@ collector."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,13 +12,11 @@ import pytest
 from serinus_operator.platforms.base import Conflict, ObjectRef
 from serinus_operator.platforms.kubernetes import (
     APPLIED_ANNOTATION,
-    Credentials,
-    KubeClient,
     KubernetesPlatform,
     md_path,
 )
 from support.real_cluster import wait_for
-from support.real_kube import RealKube
+from support.real_kube import RealKube, on_platform
 
 pytestmark = pytest.mark.integration
 
@@ -49,23 +46,7 @@ def clean(kube: RealKube) -> None:
     )
 
 
-def run(kube: RealKube, work: Any) -> Any:
-    d = kube.cluster.dir
-
-    async def go() -> Any:
-        credentials = Credentials(
-            server=kube.url,
-            ca_path=str(kube.cluster.ca_path),
-            cert_path=str(d / "admin.crt"),
-            key_path=str(d / "admin.key"),
-        )
-        client = KubeClient(credentials)
-        try:
-            return await work(KubernetesPlatform(client))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+run = on_platform  # every test here runs its calls on a platform of its own
 
 
 def config_map(value: str) -> dict[str, Any]:
