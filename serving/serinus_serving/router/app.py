@@ -24,7 +24,7 @@ from prometheus_client.core import Metric
 from serinus_serving.drift.outcomes import FeedbackError, parse_feedback
 from serinus_serving.http1 import JSON, Request, Response, error_response, http_date
 from serinus_serving.router import recorder as recording
-from serinus_serving.router.feedback import FeedbackTotals, join
+from serinus_serving.router.feedback import FeedbackTotals, declare, join
 from serinus_serving.router.feedback import collect as collect_feedback
 from serinus_serving.router.metrics import RouterMetrics
 from serinus_serving.router.prediction_log import PredictionLogError, body_request_id
@@ -139,6 +139,8 @@ class RouterApp:
             self.known_revisions[revision] = None
         while len(self.known_revisions) > KNOWN_REVISIONS:
             self.known_revisions.popitem(last=False)
+        if self.recorder is not None:  # the feedback counters at 0 from the start
+            declare(self.feedback, table.backends, table.shadow.revision if table.shadow else None)
         self.metrics.reloads["applied"] += 1
         log.info(
             "routing table applied: %s",

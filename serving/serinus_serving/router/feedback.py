@@ -7,13 +7,14 @@ replicas is ``sum(correct) / sum(labelled)`` in PromQL; and per (primary, shadow
 four paired outcomes of the same labelled rows that McNemar's test needs (and, for a
 regressor, the sign and sum of the paired error differences). All or nothing, as in
 ``serinus serve``: a label that does not fit a prediction is a 400 and nothing is counted.
-Revision labels are bounded: only revisions that a routing table named are counted.
+Revision labels are bounded: only revisions that a routing table named are counted; and
+every series a table makes possible is exported at 0 once it is applied (:func:`declare`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +138,27 @@ def _pair(totals: FeedbackTotals, p: _Scored, s: _Scored) -> None:
         else:
             outcome = "both_wrong"
         totals.paired[(*pair, outcome)] += 1
+
+
+def declare(totals: FeedbackTotals, revisions: Iterable[str], shadow: str | None) -> None:
+    """Export at 0 every counter a routing table makes possible, before its first label:
+    per revision (``revisions``: all it routes to) and, with a ``shadow``, per (primary,
+    shadow) pair for every other revision (any may be primary: a pin reaches weight 0)
+    with every outcome of either task (a replica learns the task only from a label). A
+    series that first appears at 1 is undercounted by ``increase()``; one at 0 is not.
+    Called when a table is applied, never per request; counts already made are kept."""
+    revisions = list(revisions)
+    for revision in revisions:
+        totals.labelled[revision] += 0
+        totals.correct[revision] += 0
+        totals.abs_error[revision] += 0.0
+    if shadow is None:
+        return
+    for primary in revisions:
+        if primary != shadow:
+            for outcome in PAIRED_CLASSIFICATION + PAIRED_REGRESSION:
+                totals.paired[primary, shadow, outcome] += 0
+            _ = totals.paired_diff[primary, shadow]  # the regressors' sums, at 0
 
 
 def collect(totals: FeedbackTotals, model: Callable[[], str]) -> Iterator[Metric]:

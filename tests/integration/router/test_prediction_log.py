@@ -95,6 +95,21 @@ def _truth(sent: list[dict[str, object]]) -> tuple[Counter[str], Counter[str], C
     return labelled, correct, paired
 
 
+CELLS = ("both_right", "only_shadow_right", "only_primary_right", "both_wrong")
+REVS = ("old", "new")
+
+
+def _assert_declared_at_zero(text: str) -> None:
+    """Before any label, every replica exports the table's counters at 0: a series first
+    scraped at 1 would lose that 1 to ``increase()``."""
+    pair = 'primary="old",shadow="new"'
+    wanted = [f'serinus_feedback_paired_total{{model="m",outcome="{c}",{pair}}} 0.0' for c in CELLS]
+    for name in ("labelled", "correct"):
+        wanted += [f'serinus_feedback_{name}_total{{model="m",revision="{r}"}} 0.0' for r in REVS]
+    lines = set(text.splitlines())
+    assert [w for w in wanted if w not in lines] == []
+
+
 def test_labels_on_any_of_three_replicas_join_every_prediction(
     revisions: dict[str, ServeProcess], redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -111,6 +126,7 @@ def test_labels_on_any_of_three_replicas_join_every_prediction(
         clients = [stack.enter_context(httpx.Client(base_url=r.url)) for r in routers]
         for client in clients:
             wait_for_shadow_worker(client)
+            _assert_declared_at_zero(client.get("/metrics").text)
         sent = _predict(clients, 240, random.Random(7))
         shadowed = sum(1 for s in sent if s["served"] == "old")
         _wait_recorded(clients, len(sent) + shadowed)
@@ -133,10 +149,10 @@ def test_labels_on_any_of_three_replicas_join_every_prediction(
     def total(name: str, **labels: str) -> float:
         return sum(metric(t, name, model="m", **labels) for t in texts)
 
-    for revision in ("old", "new"):
+    for revision in REVS:
         assert total("serinus_feedback_labelled_total", revision=revision) == labelled[revision]
         assert total("serinus_feedback_correct_total", revision=revision) == correct[revision]
-    for cell in ("both_right", "only_shadow_right", "only_primary_right", "both_wrong"):
+    for cell in CELLS:
         assert (
             total("serinus_feedback_paired_total", primary="old", shadow="new", outcome=cell)
             == paired[cell]
