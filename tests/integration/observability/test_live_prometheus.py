@@ -65,6 +65,10 @@ def operator_metrics() -> Telemetry:
         t.rollouts.labels(NAMESPACE, MODEL, outcome).inc()
         t.duration.labels(NAMESPACE, MODEL, outcome).observe(420)
     t.analysis_value.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE).set(0.002)
+    # A compare-to-baseline check: the stable's value, the candidate's n, the p-value.
+    t.analysis_baseline.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE).set(0.003)
+    t.analysis_samples.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE).set(2240)
+    t.analysis_p_value.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE).set(1.2e-9)
     t.analysis_threshold.labels(NAMESPACE, MODEL, "error-rate", "max").set(0.01)
     t.verdicts.labels(NAMESPACE, MODEL, "error-rate", "pass").inc()
     t.provider_up.labels("prometheus").set(1)

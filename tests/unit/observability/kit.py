@@ -172,6 +172,19 @@ def metrics_in(expr: str) -> set[str]:
     return set(_METRIC.findall(expr))
 
 
+def unknown_metrics(board: dict[str, Any]) -> list[str]:
+    """ "panel title: names" for every query naming no Serinus metric or one Serinus does not
+    export (a typo, a renamed metric); empty when every query reads real series."""
+    problems = []
+    for title, expr in exprs(board):  # substitute() raises on an unknown variable
+        used = metrics_in(expr)
+        if not used:
+            problems.append(f"{title}: no Serinus metric in {expr}")
+        elif used - known_metrics():
+            problems.append(f"{title}: unknown {sorted(used - known_metrics())}")
+    return problems
+
+
 def anchors(markdown: str) -> set[str]:
     """GitHub's anchors for the headings of a Markdown page."""
     out = set()

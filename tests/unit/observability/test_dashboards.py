@@ -4,6 +4,7 @@ only defined variables and metrics Serinus exports, and every panel is documente
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,11 @@ from unit.observability import kit
 pytestmark = pytest.mark.unit
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+ROLLOUT = kit.ROOT / "manifests" / "dashboards" / "rollout.json"
+
+
+def _panel(board: dict[str, Any], title: str) -> dict[str, Any]:
+    return next(p for p in kit.panels(board) if p["title"] == title)
 
 
 @pytest.fixture(params=kit.DASHBOARDS, ids=lambda p: p.stem)
@@ -86,10 +92,23 @@ def test_panels_do_not_overlap(board: dict[str, Any]) -> None:
 
 
 def test_queries_use_known_variables_and_metrics(board: dict[str, Any]) -> None:
-    for title, expr in kit.exprs(board):  # substitute() raises on an unknown variable
-        used = kit.metrics_in(expr)
-        assert used, f"{title}: no Serinus metric in {expr}"
-        assert used <= kit.known_metrics(), f"{title}: unknown {used - kit.known_metrics()}"
+    assert kit.unknown_metrics(board) == []
+
+
+@pytest.mark.parametrize(
+    ("title", "metric", "typo"),
+    [
+        ("Analysis samples", "serinus_analysis_samples", "serinus_analysis_sample"),
+        ("Analysis p-value", "serinus_analysis_p_value", "serinus_analysis_pvalue"),
+        ("Compare checks", "serinus_analysis_baseline", "serinus_analysis_baselines"),
+    ],
+)
+def test_a_misspelled_metric_would_be_caught(title: str, metric: str, typo: str) -> None:
+    board = kit.load_dashboard(ROLLOUT)
+    assert kit.unknown_metrics(board) == []
+    for target in _panel(board, title)["targets"]:
+        target["expr"] = target["expr"].replace(metric, typo)
+    assert [problem.split(":")[0] for problem in kit.unknown_metrics(board)] == [title]
 
 
 def test_queries_are_scoped_to_the_chosen_model(board: dict[str, Any]) -> None:
@@ -126,6 +145,9 @@ def test_rollout_dashboard_shows_what_the_issue_asks_for() -> None:
         "serinus_rollout_weight",
         "serinus_analysis_value",
         "serinus_analysis_threshold",
+        "serinus_analysis_baseline",
+        "serinus_analysis_samples",
+        "serinus_analysis_p_value",
         "serinus_rollouts_total",
         "serinus_rollout_duration_seconds_bucket",
     ):
@@ -135,6 +157,61 @@ def test_rollout_dashboard_shows_what_the_issue_asks_for() -> None:
     from serinus_operator.rollout.status import Phase
 
     assert {m["text"] for m in mapping.values()} == {p.value for p in Phase}
+
+
+def test_compare_checks_show_samples_and_p_value_per_check() -> None:
+    """A compare-to-baseline check's sample size (still short of minSamples?) and always-valid
+    p-value (decided yet?), one series per ModelDeployment, check and revision."""
+    board = kit.load_dashboard(ROLLOUT)
+    for title, metric in (
+        ("Analysis samples", "serinus_analysis_samples"),
+        ("Analysis p-value", "serinus_analysis_p_value"),
+    ):
+        panel = _panel(board, title)
+        [target] = panel["targets"]
+        assert target["expr"].startswith("max by (name, metric, revision) ("), title
+        assert kit.metrics_in(target["expr"]) == {metric}, title
+        assert 'metric=~"$metric"' in target["expr"], title
+        assert target["legendFormat"] == "{{name}} {{metric}} ({{revision}})", title
+    assert "minSamples" in _panel(board, "Analysis samples")["description"]
+    assert _panel(board, "Analysis samples")["fieldConfig"]["defaults"]["min"] == 0
+
+
+def test_p_value_panel_marks_one_minus_the_default_confidence() -> None:
+    from serinus_operator.api.analysis import CompareSpec
+
+    confidence = next(f.default for f in dataclasses.fields(CompareSpec) if f.name == "confidence")
+    panel = _panel(kit.load_dashboard(ROLLOUT), "Analysis p-value")
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["custom"]["scaleDistribution"] == {"type": "log", "log": 10}
+    assert defaults["max"] == 1
+    assert defaults["custom"]["thresholdsStyle"]["mode"] != "off"
+    steps = [s["value"] for s in defaults["thresholds"]["steps"]]
+    assert steps[0] is None
+    assert steps[1:] == [pytest.approx(1 - confidence)]
+    assert "always-valid" in panel["description"]
+    assert "sequential" in panel["description"]
+
+
+def test_compare_checks_table_joins_the_candidates_numbers() -> None:
+    """One row per check of the rollout in progress: value, baseline, samples, p-value (the
+    verdict is a counter without a revision, shown by Verdicts, not here)."""
+    panel = _panel(kit.load_dashboard(ROLLOUT), "Compare checks")
+    assert panel["type"] == "table"
+    for target in panel["targets"]:
+        assert target["instant"] and target["format"] == "table", target["refId"]
+        assert 'role="candidate"' in target["expr"], target["refId"]
+    assert [kit.metrics_in(t["expr"]) - {"serinus_rollout_weight"} for t in panel["targets"]] == [
+        {"serinus_analysis_value", "serinus_analysis_samples"},  # compare checks have samples
+        {"serinus_analysis_baseline"},
+        {"serinus_analysis_samples"},
+        {"serinus_analysis_p_value"},
+    ]
+    assert panel["transformations"][0]["id"] == "merge"
+    renamed = panel["transformations"][1]["options"]["renameByName"]
+    assert [renamed[f"Value #{t['refId']}"] for t in panel["targets"]] == [
+        "candidate", "baseline", "samples", "p-value"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", kit.DASHBOARDS, ids=lambda p: p.stem)
