@@ -132,6 +132,7 @@ async def _measure(
         candidate=run.candidate,
         analysis=analysis,
         since=None if run.since is None else at - run.since,
+        started_at=run.since,
     )
     if provider is None:
         message = "no metric provider is configured (serinus operator --prometheus-url)"

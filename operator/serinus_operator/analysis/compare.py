@@ -1,6 +1,7 @@
 """A compare-to-baseline check measured: its counts for candidate and stable, cumulated
 since the analysis run started, queried and handed to the sequential test
-(``sequential.py``). The only I/O is the provider's.
+(``sequential.py``; a latency check as its share of slow requests, ``latency.py``). The
+only I/O is the provider's.
 
 Each count is one query that yields one number; a query that fails, or yields no series
 or NaN, makes the check Inconclusive with the reason — never a Pass, and never a crash.
@@ -9,10 +10,12 @@ or NaN, makes the check Inconclusive with the reason — never a Pass, and never
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Mapping
 
 from serinus_operator.analysis.evaluate import QueryResult
+from serinus_operator.analysis.latency import compare_latency, threshold_for_quantile
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.sequential import (
     Comparison,
@@ -25,13 +28,15 @@ from serinus_operator.analysis.sequential import (
 )
 from serinus_operator.analysis.templates import (
     COUNTS,
+    LATENCY_BUCKETS,
     PAIRED_OUTCOMES,
+    STABLE_LATENCY_BEFORE,
     for_revision,
     paired_accuracy,
     render,
 )
 from serinus_operator.analysis.verdict import MetricResult, Verdict
-from serinus_operator.api import MetricSpec
+from serinus_operator.api import LATENCY_QUANTILES, CompareSpec, MetricSpec
 
 
 async def compare(
@@ -49,6 +54,8 @@ async def compare(
         confidence=spec.confidence,
         min_samples=spec.min_samples,
     )
+    if metric.name.startswith("latency-"):
+        return await _latency(metric.name, spec, settings, provider, variables, deadline=deadline)
     if paired and metric.name == "accuracy":
         queries = [render(paired_accuracy(o), variables) for o in PAIRED_OUTCOMES]
     else:
@@ -74,6 +81,81 @@ async def compare(
             higher_is_better=COUNTS[metric.name].higher_is_better,
         )
     return _result(metric.name, comparison)
+
+
+async def _latency(
+    name: str,
+    spec: CompareSpec,
+    settings: Settings,
+    provider: MetricProvider,
+    variables: Mapping[str, str],
+    *,
+    deadline: float,
+) -> MetricResult:
+    """The share of the candidate's requests slower than a threshold fixed for the whole
+    run, against the stable's: ``thresholdSeconds``, else the stable's quantile (the
+    check's pNN) in the hour before the analysis started."""
+    templates = [for_revision(LATENCY_BUCKETS, role) for role in ("candidate", "stable")]
+    if spec.threshold_seconds is None:
+        templates.append(STABLE_LATENCY_BEFORE)
+    answers = await asyncio.gather(
+        *(provider.query(render(t, variables), deadline_seconds=deadline) for t in templates)
+    )
+    histograms = [_histogram(answer) for answer in answers]
+    problems = [h for h in histograms if isinstance(h, str)]
+    if problems:
+        return MetricResult(name, Verdict.INCONCLUSIVE, message=problems[0])
+    candidate, stable, *before = (h for h in histograms if not isinstance(h, str))
+    threshold = spec.threshold_seconds
+    if threshold is None:
+        derived = _stable_quantile(name, before[0], spec.min_samples)
+        if isinstance(derived, str):
+            return MetricResult(name, Verdict.INCONCLUSIVE, message=derived)
+        threshold = derived
+    comparison = compare_latency(candidate, stable, threshold=threshold, settings=settings)
+    if spec.threshold_seconds is None:
+        said = f"share slower than {threshold:g}s"
+        origin = f"{said} (the stable's {name.removeprefix('latency-')} before the run)"
+        message = comparison.message.replace(said, origin, 1)
+        comparison = dataclasses.replace(comparison, message=message)
+    return _result(name, comparison)
+
+
+def _stable_quantile(name: str, before: Mapping[float, float], min_samples: int) -> float | str:
+    """The bucket bound at or above the stable's pNN before the run, or why there is none."""
+    suffix = name.removeprefix("latency-")
+    served = before.get(math.inf, 0.0)
+    if served < min_samples:
+        return (
+            f"no verdict: the stable served {served:.0f} requests in the hour before the "
+            f"analysis started, fewer than minSamples ({min_samples}), so its {suffix} is "
+            "unknown; set compare.thresholdSeconds"
+        )
+    bound = threshold_for_quantile(before, LATENCY_QUANTILES[suffix])
+    if bound is None:
+        return (
+            f"no verdict: the stable's {suffix} before the analysis is above the largest "
+            "histogram bucket; set compare.thresholdSeconds"
+        )
+    return bound
+
+
+def _histogram(answer: QueryResult) -> dict[float, float] | str:
+    """Cumulative buckets (``le`` -> count; ``+Inf`` as ``math.inf``), or why there are none."""
+    if answer.error is not None:
+        return answer.error
+    if not answer.values:
+        return "no data yet (no latency histogram series)"
+    if len(answer.labels) != len(answer.values):
+        return "the metric provider gave no le labels; a latency compare needs Prometheus"
+    buckets: dict[float, float] = {}
+    for labels, value in zip(answer.labels, answer.values, strict=True):
+        try:
+            le = float(labels["le"])
+        except (KeyError, ValueError):
+            return f"a histogram series has no numeric le label: {dict(labels)}"
+        buckets[le] = value
+    return buckets
 
 
 def _one(answer: QueryResult) -> float | str:

@@ -12,6 +12,7 @@ Every degenerate answer is decided explicitly, and none of them passes:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from serinus_operator.analysis.verdict import MetricResult, Verdict
@@ -24,6 +25,9 @@ class QueryResult:
     values: tuple[float, ...] = ()
     #: Set when the provider could not answer (unreachable, timeout, bad query).
     error: str | None = None
+    #: Each series' labels, beside ``values`` (a histogram's ``le``); empty when the
+    #: provider has none to give.
+    labels: tuple[Mapping[str, str], ...] = ()
 
 
 def verdict_of(

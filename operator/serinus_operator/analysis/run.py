@@ -55,11 +55,15 @@ def variables_for(
     candidate: str,
     analysis: AnalysisSpec,
     since: timedelta | None = None,
+    started_at: datetime | None = None,
 ) -> dict[str, str]:
     """``since``: how long the analysis run has been going (``{{ since }}``; the interval
-    when unknown)."""
+    when unknown). ``started_at``: when it started (``{{ start }}``; absent when unknown,
+    and a check that needs it is then Inconclusive)."""
     elapsed = analysis.interval if since is None else max(since, analysis.interval)
+    start = {} if started_at is None else {"start": str(math.floor(started_at.timestamp()))}
     return {
+        **start,
         "namespace": namespace,
         "name": name,
         "stable": stable,

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from serinus_operator.api import LATENCY_QUANTILES
 
 #: Variables a query may use, as ``{{ name }}``. ``since``: the time since the analysis
-#: run started (a PromQL range), for counts cumulated over the whole run.
-VARIABLES = ("namespace", "name", "stable", "candidate", "interval", "since")
+#: run started (a PromQL range), for counts cumulated over the whole run. ``start``: when
+#: it started (Unix seconds, for PromQL's ``@``), to read what came before it.
+VARIABLES = ("namespace", "name", "stable", "candidate", "interval", "since", "start")
 _VAR = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
@@ -130,6 +131,20 @@ COUNTS: Mapping[str, Counted] = {
         higher_is_better=True,
     ),
 }
+
+_DURATIONS = "serinus_request_duration_seconds_bucket"
+
+#: A revision's latency histogram since the analysis run started: one series per ``le``.
+LATENCY_BUCKETS = f"sum by (le) (increase({_DURATIONS}{{{_REVISION}}}[{{{{ since }}}}]))"
+
+#: The stable's latency histogram in the hour before the analysis run started. Read at a
+#: fixed moment (``@``), it yields the same threshold at every look, which the sequential
+#: test needs (analysis/latency.py).
+STABLE_LATENCY_BEFORE = (
+    f"sum by (le) (increase({_DURATIONS}{{{_REVISION}}}[1h] @ {{{{ start }}}}))".replace(
+        "{{ REVISION }}", "{{ stable }}"
+    )
+)
 
 #: A shadow judged on labels against the stable on the same requests: the router's four
 #: cells of (primary = stable, shadow = candidate), in sequential.Paired's order.

@@ -31,6 +31,12 @@ class CompareSpec:
     confidence: float = field(default=0.95, metadata=wire(minimum=0.5, maximum=0.9999))
     #: Below this many requests on either side: Inconclusive, "not enough data yet".
     min_samples: int = field(default=100, metadata=wire(minimum=1, maximum=1_000_000_000))
+    #: Latency checks only: judge the share of requests slower than this many seconds.
+    #: Unset: the stable revision's quantile (p99 for ``latency-p99``) in the hour before
+    #: the analysis started, so the threshold stays fixed for the whole run.
+    threshold_seconds: float | None = field(
+        default=None, metadata=wire(minimum=0, exclusive_minimum=True, maximum=3600)
+    )
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,11 @@ def _check_compare(metric: MetricSpec, path: str) -> MetricSpec:
         )
     if metric.min is not None or metric.max is not None:
         raise SpecError(f"{path}.compare", "use compare or min/max, not both")
+    threshold = metric.compare.threshold_seconds if metric.compare is not None else None
+    if threshold is not None and not metric.name.startswith("latency-"):
+        raise SpecError(
+            f"{path}.compare.thresholdSeconds", "thresholdSeconds is for latency-pNN checks only"
+        )
     return metric
 
 

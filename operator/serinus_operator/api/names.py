@@ -26,8 +26,13 @@ LATENCY_QUANTILES: Final = {
 #: Every check a metric may name without a query: the one list. analysis/templates.py has a
 #: query for each, and the CRD's CEL rule is tested against it on a real API server.
 #: Built-in checks that can be judged against the stable revision (``compare``): each a
-#: rate with a numerator and a denominator per revision (analysis/templates.py ``COUNTS``).
-COMPARABLE_CHECKS: Final = ("error-rate", "accuracy")
+#: rate with a numerator and a denominator per revision (analysis/templates.py ``COUNTS``);
+#: a latency check as the share of requests slower than a fixed threshold.
+COMPARABLE_CHECKS: Final = (
+    "error-rate",
+    "accuracy",
+    *(f"latency-{q}" for q in LATENCY_QUANTILES),
+)
 BUILTIN_CHECKS: Final = (
     "error-rate",
     "accuracy",

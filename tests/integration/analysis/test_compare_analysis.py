@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from serinus_operator.analysis.providers.prometheus import PrometheusConfig, PrometheusProvider
 from serinus_operator.analysis.run import measure, variables_for
+from serinus_operator.analysis.templates import STABLE_LATENCY_BEFORE, render
 from serinus_operator.analysis.verdict import MetricResult, Verdict
 from serinus_operator.api import AnalysisSpec, CompareSpec, MetricSpec
 from support.prometheus import prometheus
@@ -74,9 +75,14 @@ def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Pair, str]]:
 
 
 def _until_decided(
-    url: str, spec: AnalysisSpec, *, paired: bool = False, timeout: float = 40
+    url: str,
+    spec: AnalysisSpec,
+    *,
+    paired: bool = False,
+    timeout: float = 40,
+    started: datetime | None = None,
 ) -> list[MetricResult]:
-    started = datetime.now(UTC)
+    started = started or datetime.now(UTC)
 
     async def run() -> list[MetricResult]:
         provider = PrometheusProvider(PrometheusConfig(url))
@@ -88,6 +94,7 @@ def _until_decided(
                 variables = variables_for(
                     namespace="ml", name="fraud", stable="v1", candidate="v2",
                     analysis=spec, since=now - started + timedelta(seconds=30),
+                    started_at=started,
                 )  # fmt: skip
                 m = await measure(spec, provider, variables=variables, at=now, paired=paired)
                 seen.extend(m.results)
@@ -147,3 +154,94 @@ def test_a_shadow_worse_on_the_same_labelled_requests_fails_the_paired_test(
     assert seen[-1].verdict == Verdict.FAIL, [r.message for r in seen]
     assert seen[-1].baseline is not None and seen[-1].value is not None
     assert seen[-1].value < seen[-1].baseline
+
+
+class Latencies:
+    """serinus serve's request-duration histogram for a stable (v1) and, once ``started``
+    is set, a candidate (v2): 200 requests a second each, fast (20 ms) but for the given
+    share of slow ones (200 ms)."""
+
+    def __init__(self, *, stable_slow: float, candidate_slow: float) -> None:
+        self.registry = CollectorRegistry()
+        self.durations = Histogram(
+            "serinus_request_duration_seconds", "", ["model", "revision"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=self.registry,
+        )  # fmt: skip
+        self.slow = {"v1": stable_slow, "v2": candidate_slow}
+        self.started = threading.Event()
+        self.stop = threading.Event()
+        self.random = random.Random(11)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for revision in ("v1", "v2") if self.started.is_set() else ("v1",):
+                for _ in range(20):
+                    slow = self.random.random() < self.slow[revision]
+                    self.durations.labels("fraud", revision).observe(0.2 if slow else 0.02)
+            time.sleep(0.1)
+
+
+def _stable_history(url: str, *, requests: float) -> datetime:
+    """Wait until Prometheus holds ``requests`` of the stable's before now; now, in whole
+    seconds, as the analysis's start (what ``{{ start }}`` reads back)."""
+
+    async def wait() -> datetime:
+        provider = PrometheusProvider(PrometheusConfig(url))
+        try:
+            for _ in range(100):
+                now = datetime.now(UTC).replace(microsecond=0)
+                query = render(STABLE_LATENCY_BEFORE, {
+                    "namespace": "ml", "name": "fraud", "stable": "v1",
+                    "start": str(int(now.timestamp())),
+                })  # fmt: skip
+                answer = await provider.query(query, deadline_seconds=5)
+                pairs = zip(answer.values, answer.labels, strict=True)
+                inf = [value for value, labels in pairs if labels.get("le") == "+Inf"]
+                if inf and inf[0] >= requests:
+                    return now
+                await asyncio.sleep(0.3)
+            raise AssertionError("Prometheus never held the stable's history")
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(wait())
+
+
+@pytest.mark.parametrize(
+    ("candidate_slow", "threshold", "verdict"),
+    [
+        # The stable's p99 before the run is the 25 ms bucket (0.5% are slow), so 10% of the
+        # candidate's requests above it is 9.5 points worse: rolled back.
+        (0.10, None, Verdict.FAIL),
+        # As slow as the stable, judged above a fixed 50 ms: promoted once there is evidence.
+        (0.005, 0.05, Verdict.PASS),
+    ],
+)
+def test_latency_is_judged_as_the_share_of_requests_slower_than_a_fixed_threshold(
+    candidate_slow: float, threshold: float | None, verdict: Verdict, tmp_path: Path
+) -> None:
+    source = Latencies(stable_slow=0.005, candidate_slow=candidate_slow)
+    port = free_port()
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=source.registry)
+    feeder = threading.Thread(target=source.run, daemon=True)
+    feeder.start()
+    compare = CompareSpec(max_degradation=0.02, min_samples=300, threshold_seconds=threshold)
+    spec = AnalysisSpec(metrics=(MetricSpec("latency-p99", compare=compare),))
+    target = f"127.0.0.1:{port}"
+    try:
+        with prometheus([target], workdir=tmp_path, labels={"namespace": "ml"}) as prom:
+            started = _stable_history(prom.url, requests=300)
+            source.started.set()
+            seen = _until_decided(prom.url, spec, started=started)
+    finally:
+        source.stop.set()
+        feeder.join()
+        server.shutdown()
+    last = seen[-1]
+    assert last.verdict == verdict, [r.message for r in seen]
+    said = "0.05s:" if threshold else "0.025s (the stable's p99 before the run):"
+    assert f"share slower than {said}" in last.message, last.message
+    assert last.value is not None and last.baseline is not None and last.samples is not None
+    assert last.baseline < 0.02 and last.samples >= 300
+    if verdict == Verdict.FAIL:
+        assert last.value > 0.05

@@ -380,6 +380,29 @@ INVALID: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
         lambda spec: spec.update(analysis={"metrics": [{"name": "accuracy", "compare": {}}]}),
         "spec.analysis.metrics[0].compare.maxDegradation",
     ),
+    "a latency threshold on a check that is not latency": (
+        lambda spec: spec.update(
+            analysis={
+                "metrics": [
+                    {"name": "accuracy", "compare": {"maxDegradation": 0.01, "thresholdSeconds": 1}}
+                ]
+            }
+        ),
+        "spec.analysis.metrics[0]",
+    ),
+    "a latency threshold of zero": (
+        lambda spec: spec.update(
+            analysis={
+                "metrics": [
+                    {
+                        "name": "latency-p99",
+                        "compare": {"maxDegradation": 0.01, "thresholdSeconds": 0},
+                    }
+                ]
+            }
+        ),
+        "spec.analysis.metrics[0].compare.thresholdSeconds",
+    ),
 }
 
 
@@ -421,7 +444,11 @@ def test_the_crd_takes_a_compare_check_with_its_defaults(
     manifest = md("v1")
     manifest["metadata"]["namespace"] = namespace
     compare = {"maxDegradation": 0.005}
-    manifest["spec"]["analysis"] = {"metrics": [{"name": "error-rate", "compare": compare}]}
+    manifest["spec"]["analysis"] = {"metrics": [
+        {"name": "error-rate", "compare": compare},
+        {"name": "latency-p99", "compare": {"maxDegradation": 0.01}},
+        {"name": "latency-p50", "compare": {"maxDegradation": 0.01, "thresholdSeconds": 0.1}},
+    ]}  # fmt: skip
     answer = real_kube.client.post(
         real_kube.path(*MD, namespace), json=manifest, params={"dryRun": "All"}
     )

@@ -194,6 +194,18 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
             "compare.baseline",
             "stable",
         ),
+        (
+            "analysis.metrics",
+            [{"name": "accuracy", "compare": {"maxDegradation": 0.01, "thresholdSeconds": 0.2}}],
+            "compare.thresholdSeconds",
+            "latency-pNN checks only",
+        ),
+        (
+            "analysis.metrics",
+            [{"name": "latency-p99", "compare": {"maxDegradation": 0.01, "thresholdSeconds": 0}}],
+            "compare.thresholdSeconds",
+            "longer than 0",
+        ),
         ("analysis.noData", "Ignore", "spec.analysis.noData", "Inconclusive | Fail | Pass"),
         ("analysis.interval", "500ms", "spec.analysis.interval", "at least 1s"),
         ("analysis.failureLimit", -1, "spec.analysis.failureLimit", "0 to 100"),
@@ -308,3 +320,13 @@ def test_a_compare_check_parses_with_its_defaults() -> None:
     assert metric.compare == api.CompareSpec(max_degradation=0.01)
     assert (metric.compare.confidence, metric.compare.min_samples) == (0.95, 100)
     assert metric.dry_run and metric.min is None and metric.max is None
+
+
+def test_a_latency_compare_takes_an_optional_fixed_threshold() -> None:
+    raw = spec_dict("v1", analysis={"metrics": [
+        {"name": "latency-p99", "compare": {"maxDegradation": 0.01}},
+        {"name": "latency-p50", "compare": {"maxDegradation": 0.02, "thresholdSeconds": 0.25}},
+    ]})  # fmt: skip
+    p99, p50 = api.parse_spec(raw).analysis.metrics  # type: ignore[union-attr]
+    assert p99.compare == api.CompareSpec(max_degradation=0.01)
+    assert p50.compare == api.CompareSpec(max_degradation=0.02, threshold_seconds=0.25)

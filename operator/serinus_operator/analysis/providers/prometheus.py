@@ -52,6 +52,12 @@ def _sample_value(raw: Any) -> float:
     return float(raw[1])
 
 
+def _labels(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): str(v) for k, v in raw.items()}
+
+
 class PrometheusProvider:
     def __init__(self, config: PrometheusConfig) -> None:
         self.config = config
@@ -113,7 +119,9 @@ class PrometheusProvider:
         result: Any = data.get("result")
         try:
             if kind == "vector":
-                return QueryResult(tuple(_sample_value(s["value"]) for s in result))
+                values = tuple(_sample_value(s["value"]) for s in result)
+                labels = tuple(_labels(s.get("metric")) for s in result)
+                return QueryResult(values, labels=labels)
             if kind == "scalar":
                 return QueryResult((_sample_value(result),))
         except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -1,0 +1,112 @@
+"""A latency check compared with the stable's, from the queries it sends to what it
+decides when the answers cannot support a verdict. The provider here answers from a table
+of histograms in Prometheus's shape (one series per ``le``); the real Prometheus path is
+tests/integration/analysis/test_compare_analysis.py."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import pytest
+
+from serinus_operator.analysis.evaluate import QueryResult
+from serinus_operator.analysis.run import measure
+from serinus_operator.analysis.verdict import MetricResult, Verdict
+from serinus_operator.api import AnalysisSpec, CompareSpec, MetricSpec
+
+FAST = {0.025: 995.0, 0.25: 1000.0, math.inf: 1000.0}  # p99 within 25 ms
+VARIABLES = {
+    "namespace": "ml", "name": "fraud", "stable": "v1", "candidate": "v2",
+    "interval": "30s", "since": "5m", "start": "1764931200",
+}  # fmt: skip
+
+
+class Histograms:
+    """Answers a revision's histogram query with ``now[revision]``, and the stable's
+    before-the-run query with ``before``; ``labels=False`` answers as a provider without
+    labels (the webhook provider) does."""
+
+    def __init__(
+        self,
+        now: Mapping[str, Mapping[float, float]],
+        before: Mapping[float, float],
+        *,
+        labels: bool = True,
+    ) -> None:
+        self.now, self.before, self.labels = now, before, labels
+        self.queries: list[str] = []
+
+    async def query(self, promql: str, *, deadline_seconds: float) -> QueryResult:
+        self.queries.append(promql)
+        if "serinus_requests_total" in promql:
+            return QueryResult((2000.0,))
+        revision = "v1" if 'revision="v1"' in promql else "v2"
+        buckets = self.before if " @ " in promql else self.now[revision]
+        les = [("+Inf" if le == math.inf else f"{le:g}") for le in buckets]
+        return QueryResult(
+            tuple(buckets.values()), labels=tuple({"le": le} for le in les) if self.labels else ()
+        )
+
+    async def is_online(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _judge(provider: Histograms, compare: CompareSpec) -> MetricResult:
+    spec = AnalysisSpec(metrics=(MetricSpec("latency-p99", compare=compare),))
+    m = asyncio.run(measure(spec, provider, variables=VARIABLES, at=datetime.now(UTC)))
+    return m.results[0]
+
+
+SLOW = {0.025: 900.0, 0.25: 1000.0, math.inf: 1000.0}
+DERIVED = CompareSpec(max_degradation=0.01, min_samples=100)
+
+
+def test_the_threshold_is_the_stables_p99_bucket_read_at_the_start_of_the_run() -> None:
+    provider = Histograms({"v1": FAST, "v2": SLOW}, before=FAST)
+    result = _judge(provider, DERIVED)
+    assert result.verdict == Verdict.FAIL, result.message
+    assert (result.value, result.baseline) == (pytest.approx(0.1), pytest.approx(0.005))
+    assert "share slower than 0.025s (the stable's p99 before the run)" in result.message
+    [before] = [q for q in provider.queries if " @ " in q]
+    assert before.endswith('revision="v1"}[1h] @ 1764931200))')
+
+
+def test_a_fixed_threshold_asks_nothing_about_the_past() -> None:
+    provider = Histograms({"v1": FAST, "v2": FAST}, before={})
+    result = _judge(provider, CompareSpec(max_degradation=0.02, threshold_seconds=0.25))
+    assert result.verdict == Verdict.PASS, result.message
+    assert not [q for q in provider.queries if " @ " in q]
+
+
+@pytest.mark.parametrize(
+    ("provider", "message"),
+    [
+        (
+            Histograms({"v1": FAST, "v2": SLOW}, before={0.025: 10.0, math.inf: 10.0}),
+            "the stable served 10 requests in the hour before",
+        ),
+        (
+            Histograms({"v1": FAST, "v2": SLOW}, before={0.25: 100.0, math.inf: 1000.0}),
+            "above the largest histogram bucket",
+        ),
+        (Histograms({"v1": FAST, "v2": SLOW}, before=FAST, labels=False), "needs Prometheus"),
+        (Histograms({"v1": FAST, "v2": {}}, before=FAST), "no data yet"),
+        (
+            Histograms({"v1": FAST, "v2": {0.025: 9.0, 0.25: 5.0, math.inf: 9.0}}, before=FAST),
+            "not cumulative",
+        ),
+    ],
+    ids=["no-stable-history", "p99-past-last-bucket", "no-labels", "no-series", "not-a-histogram"],
+)
+def test_answers_that_cannot_support_a_verdict_are_inconclusive_with_the_reason(
+    provider: Histograms, message: str
+) -> None:
+    result = _judge(provider, DERIVED)
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert message in result.message
