@@ -157,29 +157,35 @@ class Telemetry:
     def _register_analysis_metrics(self) -> None:
         """Measured values, their bounds, verdicts, and whether the provider answers."""
         r = self.registry
-        self.analysis_value = Gauge(
-            "serinus_analysis_value",
-            "Last measured value of an analysis check",
-            ["namespace", "name", "metric", "revision"],
-            registry=r,
+        per_check = ["namespace", "name", "metric", "revision"]
+
+        def gauge(name: str, documentation: str, extra: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, documentation, [*per_check, *extra], registry=r)
+
+        self.analysis_value = gauge(
+            "serinus_analysis_value", "Last measured value of an analysis check"
         )
-        self.analysis_baseline = Gauge(
+        self.analysis_baseline = gauge(
             "serinus_analysis_baseline",
             "A compare-to-baseline check's value for the baseline (stable) revision",
-            ["namespace", "name", "metric", "revision"],
-            registry=r,
         )
-        self.analysis_samples = Gauge(
+        self.analysis_samples = gauge(
             "serinus_analysis_samples",
             "The candidate's sample size behind a compare-to-baseline check's last verdict",
-            ["namespace", "name", "metric", "revision"],
-            registry=r,
         )
-        self.analysis_p_value = Gauge(
+        self.analysis_p_value = gauge(
             "serinus_analysis_p_value",
             "The always-valid p-value of a compare-to-baseline check's last measurement",
-            ["namespace", "name", "metric", "revision"],
-            registry=r,
+        )
+        self.analysis_bound = gauge(
+            "serinus_analysis_bound",
+            "What the last measurement was held to: a fixed min or max, or for a compare "
+            "check the baseline's value plus or minus maxDegradation",
+        )
+        self.analysis_verdict = gauge(
+            "serinus_analysis_verdict",
+            "1 for an analysis check's last verdict, 0 for the others",
+            ("verdict",),
         )
         self.analysis_threshold = Gauge(
             "serinus_analysis_threshold",
@@ -251,9 +257,12 @@ class Telemetry:
                 (self.analysis_baseline, result.baseline),
                 (self.analysis_samples, result.samples),
                 (self.analysis_p_value, result.p_value),
+                (self.analysis_bound, result.threshold),
             ):
                 if value is not None:
                     gauge.labels(*labels).set(value)
+            for verdict, label in _VERDICT.items():
+                self.analysis_verdict.labels(*labels, label).set(verdict == result.verdict)
         for metric, low, high in bounds:
             for bound, value in (("min", low), ("max", high)):
                 if value is not None:

@@ -69,6 +69,11 @@ def operator_metrics() -> Telemetry:
     t.analysis_baseline.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE).set(0.003)
     t.analysis_samples.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE).set(2240)
     t.analysis_p_value.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE).set(1.2e-9)
+    t.analysis_bound.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE).set(0.013)
+    for verdict in ("pass", "fail", "inconclusive", "no_data"):
+        t.analysis_verdict.labels(NAMESPACE, MODEL, "error-rate", CANDIDATE, verdict).set(
+            verdict == "fail"
+        )
     t.analysis_threshold.labels(NAMESPACE, MODEL, "error-rate", "max").set(0.01)
     t.verdicts.labels(NAMESPACE, MODEL, "error-rate", "pass").inc()
     t.provider_up.labels("prometheus").set(1)

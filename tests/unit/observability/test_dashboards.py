@@ -194,8 +194,8 @@ def test_p_value_panel_marks_one_minus_the_default_confidence() -> None:
 
 
 def test_compare_checks_table_joins_the_candidates_numbers() -> None:
-    """One row per check of the rollout in progress: value, baseline, samples, p-value (the
-    verdict is a counter without a revision, shown by Verdicts, not here)."""
+    """One row per check of the rollout in progress: value, baseline, bound, samples,
+    p-value and the last verdict (the one verdict series at 1)."""
     panel = _panel(kit.load_dashboard(ROLLOUT), "Compare checks")
     assert panel["type"] == "table"
     for target in panel["targets"]:
@@ -204,14 +204,19 @@ def test_compare_checks_table_joins_the_candidates_numbers() -> None:
     assert [kit.metrics_in(t["expr"]) - {"serinus_rollout_weight"} for t in panel["targets"]] == [
         {"serinus_analysis_value", "serinus_analysis_samples"},  # compare checks have samples
         {"serinus_analysis_baseline"},
+        {"serinus_analysis_bound", "serinus_analysis_samples"},
         {"serinus_analysis_samples"},
         {"serinus_analysis_p_value"},
+        {"serinus_analysis_verdict"},
     ]
+    assert "serinus_analysis_verdict{" in panel["targets"][-1]["expr"]
+    assert "== 1" in panel["targets"][-1]["expr"], "only the last verdict"
     assert panel["transformations"][0]["id"] == "merge"
-    renamed = panel["transformations"][1]["options"]["renameByName"]
-    assert [renamed[f"Value #{t['refId']}"] for t in panel["targets"]] == [
-        "candidate", "baseline", "samples", "p-value"
+    options = panel["transformations"][1]["options"]
+    assert [options["renameByName"].get(f"Value #{t['refId']}") for t in panel["targets"]] == [
+        "candidate", "baseline", "bound", "samples", "p-value", None
     ]  # fmt: skip
+    assert options["excludeByName"]["Value #F"] and "verdict" in options["indexByName"]
 
 
 @pytest.mark.parametrize("path", kit.DASHBOARDS, ids=lambda p: p.stem)

@@ -1,0 +1,47 @@
+"""What the operator exports per analysis check: the numbers behind each verdict (value,
+baseline, bound, samples, p-value) and which verdict is the last one, for the rollout
+dashboard's Compare checks table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
+from serinus_operator.telemetry import Telemetry
+
+LABELS = {"namespace": "ml", "name": "fraud", "metric": "accuracy", "revision": "v2"}
+
+
+def _measure(t: Telemetry, result: MetricResult) -> None:
+    at = datetime(2026, 12, 5, tzinfo=UTC)
+    t.observe_measurement("ml", "fraud", Measurement(at, "v2", (result,)), bounds=())
+
+
+def _sample(t: Telemetry, metric: str, **extra: str) -> float | None:
+    return t.registry.get_sample_value(metric, {**LABELS, **extra})
+
+
+def test_a_compare_checks_numbers_and_its_last_verdict_are_exported() -> None:
+    t = Telemetry()
+    _measure(t, MetricResult("accuracy", Verdict.INCONCLUSIVE, 0.91, 0.93, "", 0.94, 80, 0.4))
+    _measure(t, MetricResult("accuracy", Verdict.FAIL, 0.77, 0.93, "", 0.94, 336, 0.0015))
+    assert [_sample(t, f"serinus_analysis_{m}") for m in ("value", "bound", "baseline")] == [
+        0.77, 0.93, 0.94
+    ]  # fmt: skip
+    assert _sample(t, "serinus_analysis_samples") == 336
+    assert _sample(t, "serinus_analysis_p_value") == pytest.approx(0.0015)
+    last = {
+        v: _sample(t, "serinus_analysis_verdict", verdict=v)
+        for v in ("pass", "fail", "inconclusive", "no_data")
+    }
+    assert last == {"pass": 0, "fail": 1, "inconclusive": 0, "no_data": 0}
+
+
+def test_a_fixed_bound_check_exports_its_bound_and_no_compare_numbers() -> None:
+    t = Telemetry()
+    _measure(t, MetricResult("accuracy", Verdict.PASS, 0.95, 0.9, "0.95 >= min 0.9"))
+    assert _sample(t, "serinus_analysis_bound") == 0.9
+    assert _sample(t, "serinus_analysis_samples") is None
+    assert _sample(t, "serinus_analysis_verdict", verdict="pass") == 1
