@@ -52,10 +52,6 @@ def _is_inference(path: str) -> bool:
     )
 
 
-def _is_v2_inference(path: str) -> bool:
-    return path.startswith("/v2/models/") and path.endswith("/infer")
-
-
 def _own(status: int, body: bytes, content_type: tuple[bytes, bytes] = JSON) -> Response:
     return Response(status, [content_type, (b"date", http_date())], body)
 
@@ -258,7 +254,7 @@ class RouterApp:
         out.append((PIN_HEADER, revision.encode()))
         self.metrics.observe(revision, response.status, time.perf_counter() - started)
         request_id = ""
-        if self.recorder is not None and response.status == 200 and _is_v2_inference(path):
+        if self.recorder is not None and response.status == 200 and _is_inference(path):
             request_id = self._record(
                 table.model, revision, request=request, out=out, body=response.body
             )

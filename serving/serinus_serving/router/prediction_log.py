@@ -98,22 +98,22 @@ def body_request_id(body: bytes) -> str | None:
 
 
 def answer_of(body: bytes, role: Role) -> bytes | None:
-    """The compact answer of an OIP v2 response: the output a label is compared with (the
-    same choice as ``serinus serve``'s without a profile) as one value per row. None when
-    the response has no such output or the answer is over ``MAX_ANSWER_BYTES``."""
+    """The compact answer of an OIP v2 response, or of a v1 ``{"predictions": [...]}``: the
+    output a label is compared with (the same choice as ``serinus serve``'s without a
+    profile) as one value per row. None when the response has no such output or the answer
+    is over ``MAX_ANSWER_BYTES``."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    outputs = doc.get("outputs") if isinstance(doc, dict) else None
-    if not isinstance(outputs, list):
+    if not isinstance(doc, dict):
         return None
-    by_name = {}
-    for out in outputs:
-        if isinstance(out, dict) and isinstance(out.get("data"), list):
-            shape = out.get("shape")
-            if isinstance(shape, list) and shape and all(type(d) is int for d in shape):
-                by_name[str(out.get("name"))] = (str(out.get("datatype")), shape, out["data"])
+    if isinstance(doc.get("predictions"), list):
+        by_name = _v1_outputs(doc["predictions"])
+    elif isinstance(doc.get("outputs"), list):
+        by_name = _v2_outputs(doc["outputs"])
+    else:
+        return None
     chosen = choose_target((n, d, s) for n, (d, s, _) in by_name.items())
     if chosen is None:
         return None
@@ -124,6 +124,56 @@ def answer_of(body: bytes, role: Role) -> bytes | None:
         return None
     encoded = orjson.dumps({"role": role, "task": task, "values": values})
     return encoded if len(encoded) <= MAX_ANSWER_BYTES else None
+
+
+_Outputs = dict[str, tuple[str, list[int], list[Any]]]
+
+
+def _v2_outputs(outputs: list[Any]) -> _Outputs:
+    """OIP v2 outputs by name: (datatype, shape, data), for those with a usable shape."""
+    by_name: _Outputs = {}
+    for out in outputs:
+        if isinstance(out, dict) and isinstance(out.get("data"), list):
+            shape = out.get("shape")
+            if isinstance(shape, list) and shape and all(type(d) is int for d in shape):
+                by_name[str(out.get("name"))] = (str(out.get("datatype")), shape, out["data"])
+    return by_name
+
+
+def _v1_outputs(predictions: list[Any]) -> _Outputs:
+    """A v1 answer as v2-like outputs: one column (``predictions``), or one per key when
+    each row is an object (a model with several outputs). v1 carries no datatypes, so each
+    is read from the JSON values; only columns of one value per row are kept, the only
+    ones a label can be compared with."""
+    rows = len(predictions)
+    if rows and all(isinstance(row, dict) for row in predictions):
+        names = list(predictions[0])
+        columns = {n: [row.get(n) for row in predictions] for n in names}
+    else:
+        columns = {"predictions": predictions}
+    by_name: _Outputs = {}
+    for name, column in columns.items():
+        values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in column]
+        datatype = _json_datatype(values)
+        if datatype is not None:
+            by_name[name] = (datatype, [rows], values)
+    return by_name
+
+
+def _json_datatype(values: list[Any]) -> str | None:
+    """The OIP datatype JSON scalars stand for (``1`` INT64, ``1.0`` FP64), or None."""
+    if not values:
+        return None
+    kinds = {bool if type(v) is bool else type(v) for v in values}
+    if kinds == {bool}:
+        return "BOOL"
+    if kinds == {str}:
+        return "BYTES"
+    if kinds == {int}:
+        return "INT64"
+    if kinds <= {int, float}:
+        return "FP64"
+    return None
 
 
 def parse_answer(encoded: bytes) -> tuple[Role, str, list[Any]] | None:

@@ -484,3 +484,55 @@ def test_a_stopped_shadow_worker_shows_down_and_recovers_when_continued(
     logs = r.logs()
     assert logs.count(f"shadow worker {worker} sent nothing") == 1, logs
     assert logs.count(f"shadow worker {worker} is making progress again") == 1, logs
+
+
+def test_v1_predictions_are_judged_on_labels_as_v2_ones_are(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    """A v1 ``:predict`` client's answers, the primary's and the shadow's, are recorded under
+    its request id and joined with its labels, as an OIP v2 client's are."""
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 100, "new": 0},
+                shadow={"revision": "new", "percent": 100})  # fmt: skip
+    # old says 1 above 0.5, new above 0.7; the truth is 1 above 0.55.
+    inputs = {"v1-a": 0.1, "v1-b": 0.6, "v1-c": 0.9, "v1-d": 0.65}
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        wait_for_shadow_worker(client)
+        for request_id, x0 in inputs.items():
+            instance = [x0] + [0.0] * (N_FEATURES - 1)
+            answer = client.post(
+                "/v1/models/m:predict",
+                json={"instances": [instance]},
+                headers={"x-request-id": request_id},
+            )
+            assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 10
+        while metric(client.get("/metrics").text, "serinus_prediction_log_answers_total",
+                     result="recorded") < 2 * len(inputs):  # fmt: skip
+            assert time.monotonic() < deadline, "the answers were never recorded"
+            time.sleep(0.05)
+        labels = [{"id": i, "label": int(x0 > 0.55)} for i, x0 in inputs.items()]
+        joined = client.post("/v2/models/m/feedback", json={"labels": labels})
+        assert joined.status_code == 200, joined.text
+        assert joined.json()["matched"] == len(inputs)
+        text = client.get("/metrics").text
+    counted = {
+        (name, revision): metric(text, f"serinus_feedback_{name}_total", revision=revision)
+        for name in ("labelled", "correct")
+        for revision in ("old", "new")
+    }
+    assert counted == {
+        ("labelled", "old"): 4, ("correct", "old"): 4, ("labelled", "new"): 4, ("correct", "new"): 2
+    }  # fmt: skip
+    cells = {
+        cell: metric(
+            text, "serinus_feedback_paired_total", primary="old", shadow="new", outcome=cell
+        )
+        for cell in ("both_right", "only_primary_right", "only_shadow_right", "both_wrong")
+    }
+    assert cells == {
+        "both_right": 2,
+        "only_primary_right": 2,
+        "only_shadow_right": 0,
+        "both_wrong": 0,
+    }

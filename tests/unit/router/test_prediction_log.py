@@ -136,6 +136,41 @@ def test_answers_keep_the_label_output_one_value_per_row() -> None:
     assert answer_of(v2(list(range(10_000))), "primary") is None  # over MAX_ANSWER_BYTES
 
 
+@pytest.mark.parametrize(
+    ("predictions", "task", "values"),
+    [
+        ([1, 0, 1], "classification", [1, 0, 1]),  # one output: a value per instance
+        ([[1], [0]], "classification", [1, 0]),  # ... or a one-value list per instance
+        (["cat", "dog"], "classification", ["cat", "dog"]),
+        ([True, False], "classification", [True, False]),
+        ([0.5, 2], "regression", [0.5, 2]),  # floats: a regressor's answer
+        # several outputs: an object per instance; the label output wins over the scores
+        (
+            [{"label": 1, "probabilities": [0.2, 0.8]}, {"label": 0, "probabilities": [0.9, 0.1]}],
+            "classification",
+            [1, 0],
+        ),
+        ([{"score": 0.25}, {"score": 1.5}], "regression", [0.25, 1.5]),
+    ],
+)
+def test_v1_answers_are_read_from_their_json_values(
+    predictions: list[object], task: str, values: list[object]
+) -> None:
+    body = orjson.dumps({"predictions": predictions})
+    assert orjson.loads(answer_of(body, "primary") or b"") == {
+        "role": "primary", "task": task, "values": values
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "predictions",
+    [[], [[0.2, 0.8]], [{"p": [0.2, 0.8]}], [1, "a"], [None], [{"a": 1}, {"b": 2}], [{}]],
+    ids=["empty", "scores", "object-scores", "mixed", "null", "ragged-objects", "no-keys"],
+)
+def test_v1_answers_without_a_label_output_are_not_recorded(predictions: list[object]) -> None:
+    assert answer_of(orjson.dumps({"predictions": predictions}), "primary") is None
+
+
 def test_a_full_queue_drops_and_counts() -> None:
     log = MemoryLog(ttl=3600, max_bytes=1 << 20)
     recorder = Recorder(log, RecorderLimits(max_pending=3, max_pending_bytes=1 << 20))
