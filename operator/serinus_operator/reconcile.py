@@ -19,7 +19,7 @@ from serinus_operator import api, outbox
 from serinus_operator.analysis.providers import webhook
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.run import measure, resolve, variables_for
-from serinus_operator.analysis.templates import COUNTS, TemplateError
+from serinus_operator.analysis.templates import TemplateError, higher_is_better
 from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
 from serinus_operator.api import WebhookType
 from serinus_operator.platforms.base import Conflict, ObjectRef, Platform
@@ -165,7 +165,7 @@ def _bounds(
     for metric in run.metrics:
         if metric.compare is not None:
             moving = measured.get(metric.name)
-            higher = COUNTS[metric.name].higher_is_better
+            higher = higher_is_better(metric.name)
             bounds.append((metric.name, moving if higher else None, None if higher else moving))
             continue
         try:

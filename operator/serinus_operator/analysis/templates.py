@@ -146,6 +146,13 @@ STABLE_LATENCY_BEFORE = (
     )
 )
 
+def higher_is_better(name: str) -> bool:
+    """A comparable check's direction: accuracy up; error rate and the share of slow
+    requests (``latency-pNN``) down."""
+    counted = COUNTS.get(name)
+    return counted is not None and counted.higher_is_better
+
+
 #: A shadow judged on labels against the stable on the same requests: the router's four
 #: cells of (primary = stable, shadow = candidate), in sequential.Paired's order.
 PAIRED_OUTCOMES = ("both_right", "only_shadow_right", "only_primary_right", "both_wrong")

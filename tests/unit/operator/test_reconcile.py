@@ -236,6 +236,31 @@ def test_analysis_is_measured_and_fed_back_in_the_same_pass() -> None:
     assert ("event", "Promoted") not in p.calls
 
 
+def test_every_comparable_check_is_measured_with_telemetry_on() -> None:
+    """Each check ``compare`` accepts goes through a whole pass with the operator's metrics
+    on (a latency compare once crashed every pass there, in the dashboards' bounds)."""
+    from serinus_operator.api.names import COMPARABLE_CHECKS
+
+    compare = {"maxDegradation": 0.01}
+    analysis = {"interval": "10s", "metrics": [
+        {"name": name, "compare": compare} for name in COMPARABLE_CHECKS
+    ]}  # fmt: skip
+    p = Recorder(manifest(analysis=analysis))
+    run(p)
+    p.obj["spec"]["model"] = {"uri": "https://m.example.com/v2.onnx", "version": "v2"}
+    metrics, telemetry, now = FixedMetrics(0.1), Telemetry(), T0
+    for _ in range(6):
+        now += timedelta(seconds=5)
+        run(p, metrics=metrics, now=now, telemetry=telemetry)
+    verdicts = {
+        s.labels["metric"]
+        for family in telemetry.registry.collect()
+        if family.name == "serinus_analysis_verdict"
+        for s in family.samples
+    }
+    assert verdicts == set(COMPARABLE_CHECKS)
+
+
 def test_a_pass_never_sends_the_same_routes_or_revision_twice() -> None:
     """The decision after a measurement states the whole desired world again; a pass
     carries out only what it has not done yet (each repeat costs API requests). Failing
