@@ -98,9 +98,8 @@ async def _latency(
     templates = [for_revision(LATENCY_BUCKETS, role) for role in ("candidate", "stable")]
     if spec.threshold_seconds is None:
         templates.append(STABLE_LATENCY_BEFORE)
-    answers = await asyncio.gather(
-        *(provider.query(render(t, variables), deadline_seconds=deadline) for t in templates)
-    )
+    queries = [render(t, variables) for t in templates]  # all, before any is sent
+    answers = await asyncio.gather(*(provider.query(q, deadline_seconds=deadline) for q in queries))
     histograms = [_histogram(answer) for answer in answers]
     problems = [h for h in histograms if isinstance(h, str)]
     if problems:

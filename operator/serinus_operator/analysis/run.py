@@ -13,7 +13,7 @@ from serinus_operator.analysis.compare import compare
 from serinus_operator.analysis.evaluate import verdict_of
 from serinus_operator.analysis.providers.base import MetricProvider
 from serinus_operator.analysis.templates import BUILTIN, TemplateError, prometheus_duration, render
-from serinus_operator.analysis.verdict import Measurement, MetricResult
+from serinus_operator.analysis.verdict import Measurement, MetricResult, Verdict
 from serinus_operator.api import AnalysisSpec, MetricSpec
 
 #: A measurement must finish well inside its interval, leaving time to act on it.
@@ -110,8 +110,12 @@ async def _measure_one(
     deadline: float,
     paired: bool,
 ) -> MetricResult:
-    if metric.compare is not None:
-        return await compare(metric, provider, variables, deadline=deadline, paired=paired)
-    check = resolve(metric, variables)
+    """One check; a template it cannot fill makes that check Inconclusive, not the run."""
+    try:
+        if metric.compare is not None:
+            return await compare(metric, provider, variables, deadline=deadline, paired=paired)
+        check = resolve(metric, variables)
+    except TemplateError as exc:
+        return MetricResult(metric.name, Verdict.INCONCLUSIVE, message=str(exc))
     answer = await provider.query(check.query, deadline_seconds=deadline)
     return verdict_of(check.name, answer, min=check.min, max=check.max)

@@ -146,6 +146,7 @@ STABLE_LATENCY_BEFORE = (
     )
 )
 
+
 def higher_is_better(name: str) -> bool:
     """A comparable check's direction: accuracy up; error rate and the share of slow
     requests (``latency-pNN``) down."""

@@ -110,3 +110,16 @@ def test_answers_that_cannot_support_a_verdict_are_inconclusive_with_the_reason(
     result = _judge(provider, DERIVED)
     assert result.verdict == Verdict.INCONCLUSIVE
     assert message in result.message
+
+
+def test_a_missing_start_costs_only_the_check_that_reads_the_past() -> None:
+    spec = AnalysisSpec(metrics=(
+        MetricSpec("latency-p99", compare=DERIVED),
+        MetricSpec("latency-p50", compare=CompareSpec(max_degradation=0.05, threshold_seconds=1)),
+    ))  # fmt: skip
+    provider = Histograms({"v1": FAST, "v2": SLOW}, before=FAST)
+    without_start = {k: v for k, v in VARIABLES.items() if k != "start"}
+    m = asyncio.run(measure(spec, provider, variables=without_start, at=datetime.now(UTC)))
+    derived, fixed = m.results
+    assert derived.verdict == Verdict.INCONCLUSIVE and "{{ start }}" in derived.message
+    assert fixed.verdict == Verdict.PASS, fixed.message
