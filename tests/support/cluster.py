@@ -28,6 +28,8 @@ from support.real_kube import RealKube
 from support.serve import free_port
 
 MD = ("serinus.dev/v1alpha1", "modeldeployments")
+#: Seconds a replica's kopf peering claim lasts unless renewed (``--peering-lifetime``).
+PEERING_LIFETIME = 8
 
 
 #: Canary steps that hold at 50% until promoted: a rollout the tests can look at mid-way.
@@ -104,7 +106,10 @@ class Operator:
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
         if self.peering:
-            args += ["--peering", self.peering, "--peering-lifetime", "15"]
+            # kopf touches its peering record every max(1, lifetime - 5..10) s: a live
+            # replica's claim is renewed at least 5 s before it runs out with 8 as with 15
+            # (every 1-3 s here), and a dead one's runs out within 8 s.
+            args += ["--peering", self.peering, "--peering-lifetime", str(PEERING_LIFETIME)]
         if self.priority is not None:
             args += ["--priority", str(self.priority)]
         args += self.extra_args

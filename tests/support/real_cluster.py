@@ -239,11 +239,24 @@ class RealCluster:
         with self.client() as api:
             wait_for(lambda: self._ok(api, "/readyz", "kube-apiserver"), what="/readyz")
 
+    def restart_controller_manager(self) -> None:
+        """A new kube-controller-manager on the same data (SIGKILL, then started again): its
+        informers list everything afresh, with none of the old process's watch back-off."""
+        self._procs.pop("kube-controller-manager").stop(timeout=0)
+        self._start_controller_manager()
+
     def settle(self, timeout: float = 120.0) -> None:
-        """Wait for the controllers to catch up after an API server restart: their watches
-        back off up to 30 s during an outage, each informer on its own. A Deployment made
-        now becoming available shows that the Deployment, ReplicaSet and service-account
-        controllers and the stand-in kubelet all watch again."""
+        """Bring the controllers back after an API server restart, for the tests that follow.
+
+        Left alone they would come back by themselves (``test_real_cluster_smoke.py`` shows
+        it), but late: each informer's watch backs off on its own during an outage, up to
+        30 s with as much again of jitter, and client-go resets that back-off only after 2
+        minutes without a failure, so even a short restart soon after an outage waits it
+        out (about 50 s either way here). So kube-controller-manager is restarted, which
+        lists everything afresh. A Deployment made now becoming available then shows that
+        the Deployment, ReplicaSet and service-account controllers and the stand-in kubelet
+        all watch again."""
+        self.restart_controller_manager()
         with self.client(timeout=10) as api:
             ns = f"settle-{time.monotonic_ns()}"
             api.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).raise_for_status()

@@ -81,7 +81,7 @@ def test_standby_replica_takes_over(cluster: Cluster, tmp_path: Path) -> None:
                 (s.get("candidate") or {}).get("version") == "v3"
                 and s["traffic"]["candidate"] == 50
             ),
-            timeout=90,  # the dead peer's claim (15 s here) must run out first
+            timeout=90,  # the dead peer's claim (8 s, support.cluster) must run out first
             what="the standby replica carried the rollout on",
         )
         log = second.log_text()
