@@ -142,7 +142,14 @@ async def _measure(
         return Measurement(at=at, revision=run.candidate, results=results)
     try:
         shadow = run.stage == Stage.SHADOW  # labels of the same requests: a paired test
-        measurement = await measure(analysis, provider, variables=variables, at=at, paired=shadow)
+        measurement = await measure(
+            analysis,
+            provider,
+            variables=variables,
+            at=at,
+            paired=shadow,
+            thresholds=dict(run.thresholds),
+        )
     except TemplateError as exc:  # the CRD and the api package keep these out; never crash on one
         results = tuple(
             MetricResult(m.name, Verdict.INCONCLUSIVE, message=str(exc)) for m in run.metrics

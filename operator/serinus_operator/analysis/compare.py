@@ -46,7 +46,9 @@ async def compare(
     *,
     deadline: float,
     paired: bool,
+    kept: float | None = None,
 ) -> MetricResult:
+    """``kept``: a latency compare's threshold from an earlier look of the run."""
     spec = metric.compare
     assert spec is not None
     settings = Settings(
@@ -55,7 +57,9 @@ async def compare(
         min_samples=spec.min_samples,
     )
     if metric.name.startswith("latency-"):
-        return await _latency(metric.name, spec, settings, provider, variables, deadline=deadline)
+        return await _latency(
+            metric.name, spec, settings, provider, variables, deadline=deadline, kept=kept
+        )
     if paired and metric.name == "accuracy":
         queries = [render(paired_accuracy(o), variables) for o in PAIRED_OUTCOMES]
     else:
@@ -91,46 +95,53 @@ async def _latency(
     variables: Mapping[str, str],
     *,
     deadline: float,
+    kept: float | None,
 ) -> MetricResult:
     """The share of the candidate's requests slower than a threshold fixed for the whole
-    run, against the stable's: ``thresholdSeconds``, else the stable's quantile (the
-    check's pNN) in the hour before the analysis started."""
+    run, against the stable's: ``thresholdSeconds``; else the one an earlier look of the
+    run chose (``kept``, from the status); else the stable's quantile (the check's pNN) in
+    the hour before the analysis started, chosen now and kept from then on."""
+    threshold = spec.threshold_seconds or kept
     templates = [for_revision(LATENCY_BUCKETS, role) for role in ("candidate", "stable")]
-    if spec.threshold_seconds is None:
+    if threshold is None:
         templates.append(STABLE_LATENCY_BEFORE)
     queries = [render(t, variables) for t in templates]  # all, before any is sent
     answers = await asyncio.gather(*(provider.query(q, deadline_seconds=deadline) for q in queries))
     histograms = [_histogram(answer) for answer in answers]
-    problems = [h for h in histograms if isinstance(h, str)]
-    if problems:
-        return MetricResult(name, Verdict.INCONCLUSIVE, message=problems[0])
-    candidate, stable, *before = (h for h in histograms if not isinstance(h, str))
-    threshold = spec.threshold_seconds
     if threshold is None:
-        derived = _stable_quantile(name, before[0], spec.min_samples)
+        before = histograms.pop()
+        derived = before if isinstance(before, str) else _stable_quantile(name, before, spec)
         if isinstance(derived, str):
             return MetricResult(name, Verdict.INCONCLUSIVE, message=derived)
         threshold = derived
+    problems = [h for h in histograms if isinstance(h, str)]
+    if problems:
+        return MetricResult(name, Verdict.INCONCLUSIVE, message=problems[0], slower_than=threshold)
+    candidate, stable = (h for h in histograms if not isinstance(h, str))
     comparison = compare_latency(candidate, stable, threshold=threshold, settings=settings)
     if spec.threshold_seconds is None:
         said = f"share slower than {threshold:g}s"
         origin = f"{said} (the stable's {name.removeprefix('latency-')} before the run)"
         message = comparison.message.replace(said, origin, 1)
         comparison = dataclasses.replace(comparison, message=message)
-    return _result(name, comparison)
+    return dataclasses.replace(_result(name, comparison), slower_than=threshold)
 
 
-def _stable_quantile(name: str, before: Mapping[float, float], min_samples: int) -> float | str:
-    """The bucket bound at or above the stable's pNN before the run, or why there is none."""
+def _stable_quantile(name: str, before: Mapping[float, float], spec: CompareSpec) -> float | str:
+    """The bucket bound at or above the stable's pNN before the run, or why there is none.
+    It needs at least ``minSamples`` requests, and enough to place the quantile at all: ten
+    above it (1,000 for a p99)."""
     suffix = name.removeprefix("latency-")
+    quantile = LATENCY_QUANTILES[suffix]
+    needed = max(spec.min_samples, math.ceil(10 / (1 - quantile)))
     served = before.get(math.inf, 0.0)
-    if served < min_samples:
+    if served < needed:
         return (
             f"no verdict: the stable served {served:.0f} requests in the hour before the "
-            f"analysis started, fewer than minSamples ({min_samples}), so its {suffix} is "
-            "unknown; set compare.thresholdSeconds"
+            f"analysis started, fewer than the {needed} its {suffix} needs; set "
+            "compare.thresholdSeconds"
         )
-    bound = threshold_for_quantile(before, LATENCY_QUANTILES[suffix])
+    bound = threshold_for_quantile(before, quantile)
     if bound is None:
         return (
             f"no verdict: the stable's {suffix} before the analysis is above the largest "
@@ -153,7 +164,10 @@ def _histogram(answer: QueryResult) -> dict[float, float] | str:
             le = float(labels["le"])
         except (KeyError, ValueError):
             return f"a histogram series has no numeric le label: {dict(labels)}"
-        buckets[le] = value
+        if math.isnan(value) or math.isnan(le):
+            return f"the histogram has a NaN bucket (le={labels['le']})"
+        # "1" and "1.0" are one bound (Prometheus 3 rewrites le): their counts add up.
+        buckets[le] = buckets.get(le, 0.0) + value
     return buckets
 
 

@@ -80,16 +80,25 @@ async def measure(
     variables: Mapping[str, str],
     at: datetime,
     paired: bool = False,
+    thresholds: Mapping[str, float] | None = None,
 ) -> Measurement:
     """``paired``: the candidate is a shadow, so accuracy compares are judged on the same
-    labelled requests as the stable's (the router's paired counts)."""
+    labelled requests as the stable's (the router's paired counts). ``thresholds``: latency
+    compares' thresholds from the run's earlier looks, by check."""
     deadline = analysis.interval.total_seconds() * DEADLINE_SHARE
     count_query = render(BUILTIN["request-count"].query, variables)
     count, results = await asyncio.gather(
         provider.query(count_query, deadline_seconds=deadline),
         asyncio.gather(
             *(
-                _measure_one(metric, provider, variables, deadline=deadline, paired=paired)
+                _measure_one(
+                    metric,
+                    provider,
+                    variables,
+                    deadline=deadline,
+                    paired=paired,
+                    threshold=(thresholds or {}).get(metric.name),
+                )
                 for metric in analysis.metrics
             )
         ),
@@ -109,11 +118,14 @@ async def _measure_one(
     *,
     deadline: float,
     paired: bool,
+    threshold: float | None,
 ) -> MetricResult:
     """One check; a template it cannot fill makes that check Inconclusive, not the run."""
     try:
         if metric.compare is not None:
-            return await compare(metric, provider, variables, deadline=deadline, paired=paired)
+            return await compare(
+                metric, provider, variables, deadline=deadline, paired=paired, kept=threshold
+            )
         check = resolve(metric, variables)
     except TemplateError as exc:
         return MetricResult(metric.name, Verdict.INCONCLUSIVE, message=str(exc))

@@ -36,6 +36,8 @@ class MetricResult:
     baseline: float | None = None
     samples: float | None = None
     p_value: float | None = None
+    #: A latency compare's threshold (seconds), fixed for its analysis run.
+    slower_than: float | None = None
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,9 @@ class RunAnalysis:
     window_start: datetime
     #: When the analysis run started: compare checks judge counts cumulated since then.
     since: datetime | None = None
+    #: Latency compares' thresholds (check, seconds) from this run's earlier looks: a
+    #: threshold chosen once is kept, whatever Prometheus answers later.
+    thresholds: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

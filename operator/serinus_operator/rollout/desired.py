@@ -101,6 +101,7 @@ def analysis_action(w: Work) -> RunAnalysis | None:
         interval=spec.interval,
         window_start=a.last_measured_at or a.started_at,
         since=a.started_at,
+        thresholds=tuple((m.name, m.slower_than) for m in a.metrics if m.slower_than is not None),
     )
 
 

@@ -50,6 +50,7 @@ def _resolve(spec: AnalysisSpec, m: Measurement) -> tuple[MetricStatus, ...]:
             baseline=r.baseline,
             samples=r.samples,
             p_value=r.p_value,
+            slower_than=r.slower_than,
         )
         out.append(replace(status, dry_run=True) if metric.dry_run else status)
     return tuple(out)

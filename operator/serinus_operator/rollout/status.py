@@ -184,6 +184,8 @@ class MetricStatus(_Record):
     baseline: float | None = None
     samples: float | None = None
     p_value: float | None = None
+    #: A latency compare's threshold (seconds): chosen at the run's first look, then kept.
+    slower_than: float | None = None
 
 
 @dataclass(frozen=True)

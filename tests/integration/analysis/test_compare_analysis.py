@@ -208,17 +208,17 @@ def _stable_history(url: str, *, requests: float) -> datetime:
 
 
 @pytest.mark.parametrize(
-    ("candidate_slow", "threshold", "verdict"),
+    ("check", "candidate_slow", "threshold", "verdict"),
     [
-        # The stable's p99 before the run is the 25 ms bucket (0.5% are slow), so 10% of the
+        # The stable's p90 before the run is the 25 ms bucket (0.5% are slow), so 10% of the
         # candidate's requests above it is 9.5 points worse: rolled back.
-        (0.10, None, Verdict.FAIL),
+        ("latency-p90", 0.10, None, Verdict.FAIL),
         # As slow as the stable, judged above a fixed 50 ms: promoted once there is evidence.
-        (0.005, 0.05, Verdict.PASS),
+        ("latency-p99", 0.005, 0.05, Verdict.PASS),
     ],
 )
 def test_latency_is_judged_as_the_share_of_requests_slower_than_a_fixed_threshold(
-    candidate_slow: float, threshold: float | None, verdict: Verdict, tmp_path: Path
+    check: str, candidate_slow: float, threshold: float | None, verdict: Verdict, tmp_path: Path
 ) -> None:
     source = Latencies(stable_slow=0.005, candidate_slow=candidate_slow)
     port = free_port()
@@ -226,7 +226,7 @@ def test_latency_is_judged_as_the_share_of_requests_slower_than_a_fixed_threshol
     feeder = threading.Thread(target=source.run, daemon=True)
     feeder.start()
     compare = CompareSpec(max_degradation=0.02, min_samples=300, threshold_seconds=threshold)
-    spec = AnalysisSpec(metrics=(MetricSpec("latency-p99", compare=compare),))
+    spec = AnalysisSpec(metrics=(MetricSpec(check, compare=compare),))
     target = f"127.0.0.1:{port}"
     try:
         with prometheus([target], workdir=tmp_path, labels={"namespace": "ml"}) as prom:
@@ -239,8 +239,9 @@ def test_latency_is_judged_as_the_share_of_requests_slower_than_a_fixed_threshol
         server.shutdown()
     last = seen[-1]
     assert last.verdict == verdict, [r.message for r in seen]
-    said = "0.05s:" if threshold else "0.025s (the stable's p99 before the run):"
+    said = "0.05s:" if threshold else "0.025s (the stable's p90 before the run):"
     assert f"share slower than {said}" in last.message, last.message
+    assert all(r.slower_than == (threshold or 0.025) for r in seen if r.samples), "kept"
     assert last.value is not None and last.baseline is not None and last.samples is not None
     assert last.baseline < 0.02 and last.samples >= 300
     if verdict == Verdict.FAIL:

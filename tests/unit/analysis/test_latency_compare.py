@@ -77,6 +77,23 @@ def test_the_threshold_is_the_stables_p99_bucket_read_at_the_start_of_the_run() 
     assert before.endswith('revision="v1"}[1h] @ 1764931200))')
 
 
+def test_the_threshold_an_earlier_look_chose_is_kept_whatever_prometheus_says_now() -> None:
+    """The first look chooses the threshold and the status keeps it (``slowerThan``); a
+    later look that gets it back asks nothing about the past, so a Prometheus whose answer
+    for that hour changed (an HA replica, late remote writes) cannot move it."""
+    first = _judge(Histograms({"v1": FAST, "v2": SLOW}, before=FAST), DERIVED)
+    assert first.slower_than == 0.025
+    later = Histograms({"v1": FAST, "v2": SLOW}, before={0.25: 1000.0, math.inf: 1000.0})
+    spec = AnalysisSpec(metrics=(MetricSpec("latency-p99", compare=DERIVED),))
+    m = asyncio.run(
+        measure(spec, later, variables=VARIABLES, at=datetime.now(UTC),
+                thresholds={"latency-p99": first.slower_than})
+    )  # fmt: skip
+    assert not [q for q in later.queries if " @ " in q]
+    assert m.results[0].slower_than == 0.025
+    assert "share slower than 0.025s" in m.results[0].message
+
+
 def test_a_fixed_threshold_asks_nothing_about_the_past() -> None:
     provider = Histograms({"v1": FAST, "v2": FAST}, before={})
     result = _judge(provider, CompareSpec(max_degradation=0.02, threshold_seconds=0.25))
@@ -91,6 +108,14 @@ def test_a_fixed_threshold_asks_nothing_about_the_past() -> None:
             Histograms({"v1": FAST, "v2": SLOW}, before={0.025: 10.0, math.inf: 10.0}),
             "the stable served 10 requests in the hour before",
         ),
+        (  # minSamples is 100, but a p99 cannot be placed on fewer than 1,000
+            Histograms({"v1": FAST, "v2": SLOW}, before={0.025: 999.0, math.inf: 999.0}),
+            "fewer than the 1000 its p99 needs",
+        ),
+        (
+            Histograms({"v1": FAST, "v2": {0.025: math.nan, 0.25: 5.0, math.inf: 9.0}}, FAST),
+            "NaN bucket",
+        ),
         (
             Histograms({"v1": FAST, "v2": SLOW}, before={0.25: 100.0, math.inf: 1000.0}),
             "above the largest histogram bucket",
@@ -102,7 +127,15 @@ def test_a_fixed_threshold_asks_nothing_about_the_past() -> None:
             "not cumulative",
         ),
     ],
-    ids=["no-stable-history", "p99-past-last-bucket", "no-labels", "no-series", "not-a-histogram"],
+    ids=[
+        "no-stable-history",
+        "too-few-for-a-p99",
+        "nan-bucket",
+        "p99-past-last-bucket",
+        "no-labels",
+        "no-series",
+        "not-a-histogram",
+    ],
 )
 def test_answers_that_cannot_support_a_verdict_are_inconclusive_with_the_reason(
     provider: Histograms, message: str
@@ -123,3 +156,12 @@ def test_a_missing_start_costs_only_the_check_that_reads_the_past() -> None:
     derived, fixed = m.results
     assert derived.verdict == Verdict.INCONCLUSIVE and "{{ start }}" in derived.message
     assert fixed.verdict == Verdict.PASS, fixed.message
+
+
+def test_a_bound_written_two_ways_is_one_bucket() -> None:
+    """Prometheus 3 writes ``le="1.0"`` where 2.x wrote ``le="1"``: across an upgrade the
+    same bucket comes back as two series, whose counts add up."""
+    from serinus_operator.analysis.compare import _histogram
+
+    answer = QueryResult((3.0, 2.0, 6.0), labels=({"le": "1"}, {"le": "1.0"}, {"le": "+Inf"}))
+    assert _histogram(answer) == {1.0: 5.0, math.inf: 6.0}

@@ -261,6 +261,41 @@ def test_every_comparable_check_is_measured_with_telemetry_on() -> None:
     assert verdicts == set(COMPARABLE_CHECKS)
 
 
+class LatencyHistograms(FixedMetrics):
+    """Answers as Prometheus does for histograms (a series per ``le``): both revisions
+    0.5% slower than 25 ms; the stable's hour before the run (``@``) as ``before``."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.before = {"0.025": 995.0, "0.25": 1000.0, "+Inf": 1000.0}
+
+    async def query(self, promql: str, *, deadline_seconds: float) -> QueryResult:
+        self.queries.append(promql)
+        if "serinus_request_duration_seconds_bucket" not in promql:
+            return QueryResult(values=(100.0,))
+        now = {"0.025": 1990.0, "0.25": 2000.0, "+Inf": 2000.0}
+        buckets = self.before if " @ " in promql else now
+        return QueryResult(tuple(buckets.values()), labels=tuple({"le": le} for le in buckets))
+
+
+def test_a_latency_compares_threshold_is_chosen_once_per_run_and_kept_in_status() -> None:
+    compare = {"maxDegradation": 0.0001}  # equal shares: Inconclusive for a long while
+    analysis = {"interval": "10s", "metrics": [{"name": "latency-p99", "compare": compare}]}
+    p = Recorder(manifest(analysis=analysis))
+    run(p)
+    p.obj["spec"]["model"] = {"uri": "https://m.example.com/v2.onnx", "version": "v2"}
+    metrics, now, kept = LatencyHistograms(), T0, []
+    for _ in range(8):
+        now += timedelta(seconds=5)
+        run(p, metrics=metrics, now=now)
+        measured = (p.obj["status"].get("analysis") or {}).get("metrics") or []
+        kept += [m.get("slowerThan") for m in measured]
+        if kept:  # once chosen, the past "moves": p99 would now be the 250 ms bucket
+            metrics.before = {"0.025": 0.0, "0.25": 1000.0, "+Inf": 1000.0}
+    assert kept and set(kept) == {0.025}, kept
+    assert len([q for q in metrics.queries if " @ " in q]) == 1
+
+
 def test_a_pass_never_sends_the_same_routes_or_revision_twice() -> None:
     """The decision after a measurement states the whole desired world again; a pass
     carries out only what it has not done yet (each repeat costs API requests). Failing
