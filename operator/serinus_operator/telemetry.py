@@ -95,6 +95,10 @@ class Telemetry:
         )
         self._register_pass_metrics()
         self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        #: Per ModelDeployment: the (check, revision) series of the analysis gauges, and the
+        #: (check, min|max) series of its bounds, so that none outlives what it shows.
+        self._checks: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._bounds: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     def watch_caches(self, caches: Callable[[], Sequence[CachedKind]]) -> None:
         """Export the size of the platform's watch caches."""
@@ -182,6 +186,13 @@ class Telemetry:
             "What the last measurement was held to: a fixed min or max, or for a compare "
             "check the baseline's value plus or minus maxDegradation",
         )
+        self._per_check = (
+            self.analysis_value,
+            self.analysis_baseline,
+            self.analysis_samples,
+            self.analysis_p_value,
+            self.analysis_bound,
+        )
         self.analysis_verdict = gauge(
             "serinus_analysis_verdict",
             "1 for an analysis check's last verdict, 0 for the others",
@@ -232,6 +243,13 @@ class Telemetry:
         for role, revision in self._revisions.get((namespace, name), set()) - shown:
             self.weight.remove(namespace, name, role, revision)
         self._revisions[(namespace, name)] = shown
+        # Only the candidate's analysis is current: a promoted or rolled-back revision's
+        # last verdict would otherwise stay at 1 (and fire whatever alerts on it).
+        self._keep_checks(
+            namespace,
+            name,
+            keep=lambda _metric, revision: revision == (c.ref.revision if c is not None else None),
+        )
         self.step.labels(namespace, name).set(0 if c is None else c.step)
         for entry in _new_entries(before.history, after.history):
             if entry.reason == FIRST_REVISION:
@@ -249,6 +267,9 @@ class Telemetry:
         *,
         bounds: Iterable[tuple[str, float | None, float | None]],
     ) -> None:
+        current = {(r.name, measurement.revision) for r in measurement.results}
+        self._keep_checks(namespace, name, keep=lambda *check: check in current)
+        self._checks[(namespace, name)] = current
         for result in measurement.results:
             self.verdicts.labels(namespace, name, result.name, _VERDICT[result.verdict]).inc()
             labels = (namespace, name, result.name, measurement.revision)
@@ -259,14 +280,36 @@ class Telemetry:
                 (self.analysis_p_value, result.p_value),
                 (self.analysis_bound, result.threshold),
             ):
-                if value is not None:
+                if value is None:  # not measured this time: no stale number beside it
+                    _remove(gauge, *labels)
+                else:
                     gauge.labels(*labels).set(value)
             for verdict, label in _VERDICT.items():
                 self.analysis_verdict.labels(*labels, label).set(verdict == result.verdict)
+        shown = {
+            (metric, bound)
+            for metric, low, high in bounds
+            for bound, value in (("min", low), ("max", high))
+            if value is not None
+        }
+        for metric, bound in self._bounds.get((namespace, name), set()) - shown:
+            _remove(self.analysis_threshold, namespace, name, metric, bound)
+        self._bounds[(namespace, name)] = shown
         for metric, low, high in bounds:
             for bound, value in (("min", low), ("max", high)):
                 if value is not None:
                     self.analysis_threshold.labels(namespace, name, metric, bound).set(value)
+
+    def _keep_checks(self, namespace: str, name: str, *, keep: Callable[[str, str], bool]) -> None:
+        """Drop the analysis series of the (check, revision) pairs ``keep`` refuses."""
+        checks = self._checks.get((namespace, name), set())
+        for metric, revision in [c for c in checks if not keep(*c)]:
+            checks.discard((metric, revision))
+            labels = (namespace, name, metric, revision)
+            for gauge in self._per_check:
+                _remove(gauge, *labels)
+            for label in _VERDICT.values():
+                _remove(self.analysis_verdict, *labels, label)
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a deleted ModelDeployment's gauges (counters stay: they are history)."""
@@ -275,6 +318,10 @@ class Telemetry:
         for role, revision in self._revisions.pop((namespace, name), set()):
             _remove(self.weight, namespace, name, role, revision)
         _remove(self.step, namespace, name)
+        self._keep_checks(namespace, name, keep=lambda *_: False)
+        self._checks.pop((namespace, name), None)
+        for metric, bound in self._bounds.pop((namespace, name), set()):
+            _remove(self.analysis_threshold, namespace, name, metric, bound)
 
 
 def _remove(metric: Gauge, *labels: str) -> None:

@@ -207,7 +207,7 @@ def test_compare_checks_table_joins_the_candidates_numbers() -> None:
         {"serinus_analysis_bound", "serinus_analysis_samples"},
         {"serinus_analysis_samples"},
         {"serinus_analysis_p_value"},
-        {"serinus_analysis_verdict"},
+        {"serinus_analysis_verdict", "serinus_analysis_samples"},
     ]
     assert "serinus_analysis_verdict{" in panel["targets"][-1]["expr"]
     assert "== 1" in panel["targets"][-1]["expr"], "only the last verdict"

@@ -45,3 +45,37 @@ def test_a_fixed_bound_check_exports_its_bound_and_no_compare_numbers() -> None:
     assert _sample(t, "serinus_analysis_bound") == 0.9
     assert _sample(t, "serinus_analysis_samples") is None
     assert _sample(t, "serinus_analysis_verdict", verdict="pass") == 1
+
+
+def _series(t: Telemetry, metric: str) -> set[tuple[str, ...]]:
+    return {
+        tuple(s.labels[k] for k in ("metric", "revision", "verdict") if k in s.labels)
+        for family in t.registry.collect()
+        for s in family.samples
+        if s.name == metric
+    }
+
+
+def test_nothing_outlives_what_it_shows() -> None:
+    """A number not measured this time, a revision no longer the candidate, a deleted
+    ModelDeployment: their series go, so no stale p-value sits beside a new verdict and no
+    rolled-back revision's Fail stays at 1."""
+    from serinus_operator.rollout.status import RolloutStatus
+
+    t = Telemetry()
+    _measure(t, MetricResult("accuracy", Verdict.FAIL, 0.77, 0.93, "", 0.94, 336, 0.0015))
+    _measure(t, MetricResult("accuracy", Verdict.INCONCLUSIVE, message="Prometheus down"))
+    assert _series(t, "serinus_analysis_p_value") == set()
+    assert _sample(t, "serinus_analysis_verdict", verdict="inconclusive") == 1
+
+    at = datetime(2026, 12, 5, tzinfo=UTC)
+    newer = Measurement(at, "v3", (MetricResult("accuracy", Verdict.PASS, 0.95, 0.9),))
+    t.observe_measurement("ml", "fraud", newer, bounds=[("accuracy", 0.9, None)])
+    assert {s[1] for s in _series(t, "serinus_analysis_verdict")} == {"v3"}
+    assert _series(t, "serinus_analysis_value") == {("accuracy", "v3")}
+
+    t.observe_status("ml", "fraud", RolloutStatus(), RolloutStatus())  # no candidate now
+    assert _series(t, "serinus_analysis_verdict") == set()
+    assert _series(t, "serinus_analysis_threshold") == {("accuracy",)}  # the spec's bound
+    t.forget("ml", "fraud")
+    assert _series(t, "serinus_analysis_threshold") == set()
