@@ -75,6 +75,8 @@ async def compare(
     if problems:
         return MetricResult(metric.name, Verdict.INCONCLUSIVE, message=problems[0])
     a, b, c, d = (float(n) for n in numbers)
+    if metric.name == "accuracy" and not paired and a == c == 0 and b > 0 and d > 0:
+        return MetricResult(metric.name, Verdict.INCONCLUSIVE, message=_NOTHING_RIGHT)
     if paired and metric.name == "accuracy":
         comparison = compare_paired(Paired(a, b, c, d), settings=settings)
     else:
@@ -85,6 +87,14 @@ async def compare(
             higher_is_better=COUNTS[metric.name].higher_is_better,
         )
     return _result(metric.name, comparison)
+
+
+#: A regressor's labels are counted, but as errors, never as right answers: 0 of n on
+#: both sides is a regressor (or two revisions always wrong), never a tie to pass.
+_NOTHING_RIGHT = (
+    "no verdict: not one labelled answer was right on either side; accuracy needs a "
+    "classifier (a regressor's labels count absolute errors: docs/drift.md)"
+)
 
 
 async def _latency(
