@@ -24,10 +24,10 @@ from prometheus_client.core import Metric
 from serinus_serving.drift.outcomes import FeedbackError, parse_feedback
 from serinus_serving.http1 import JSON, Request, Response, error_response, http_date
 from serinus_serving.router import recorder as recording
-from serinus_serving.router.feedback import FeedbackTotals, declare, join
+from serinus_serving.router.feedback import FeedbackTotals, declare, join, prune
 from serinus_serving.router.feedback import collect as collect_feedback
 from serinus_serving.router.metrics import RouterMetrics
-from serinus_serving.router.prediction_log import PredictionLogError, body_request_id
+from serinus_serving.router.prediction_log import Api, PredictionLogError, body_request_id
 from serinus_serving.router.recorder import Recorder, store_key
 from serinus_serving.router.selection import UnknownRevision, choose, sticky_point
 from serinus_serving.router.shadow_channel import ShadowChannel
@@ -136,6 +136,7 @@ class RouterApp:
         while len(self.known_revisions) > KNOWN_REVISIONS:
             self.known_revisions.popitem(last=False)
         if self.recorder is not None:  # the feedback counters at 0 from the start
+            prune(self.feedback, self.known_revisions)  # bounded by the known revisions
             declare(self.feedback, table.backends, table.shadow.revision if table.shadow else None)
         self.metrics.reloads["applied"] += 1
         log.info(
@@ -317,20 +318,23 @@ class RouterApp:
         body: bytes,
     ) -> str:
         """Queue the primary's answer under the request's id: the configured header's, else
-        the body's OIP ``id``, else a new one returned in that header. Constant time."""
+        (OIP v2) the body's ``id``, else a new one returned in that header. Constant time.
+        A v1 body is never searched: its ``id`` fields are the instances'."""
         assert self.recorder is not None
         wanted = self.request_id_header
+        api: Api = "v1" if request.path.startswith("/v1/") else "v2"
         request_id = None
         for name, value in request.headers:
             if name == wanted and value:
                 request_id = value.decode("latin-1")
                 break
         else:
-            request_id = body_request_id(request.body)
+            if api == "v2":
+                request_id = body_request_id(request.body)
         if request_id is None:
             request_id = secrets.token_hex(16)
             out.append((wanted, request_id.encode()))
-        self.recorder.primary(model, request_id, revision, body)
+        self.recorder.primary(model, request_id, revision, body, api)
         return request_id
 
     async def _feedback(self, request: Request) -> Response:

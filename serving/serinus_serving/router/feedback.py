@@ -7,20 +7,24 @@ replicas is ``sum(correct) / sum(labelled)`` in PromQL; and per (primary, shadow
 four paired outcomes of the same labelled rows that McNemar's test needs (and, for a
 regressor, the sign and sum of the paired error differences). All or nothing, as in
 ``serinus serve``: a label that does not fit a prediction is a 400 and nothing is counted.
-Revision labels are bounded: only revisions that a routing table named are counted; and
-every series a table makes possible is exported at 0 once it is applied (:func:`declare`).
+A row the model answered with null (a regressor's NaN) is wrong for a classifier and not
+scored for a regressor (it has no error), and counted apart (``null_predictions``).
+Revision labels are bounded: only revisions that a routing table named are counted, the
+counts of those the router no longer remembers are dropped (:func:`prune`), and every
+series a table makes possible is exported at 0 once it is applied (:func:`declare`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from serinus_serving.drift.outcomes import RESULTS, Label, score_rows
+from serinus_serving.drift.outcomes import RESULTS, Label, Task, score_rows
 from serinus_serving.router.prediction_log import PredictionLog, parse_answer
 from serinus_serving.router.recorder import store_key
 
@@ -28,6 +32,7 @@ from serinus_serving.router.recorder import store_key
 #: a regressor's paired error difference (a sign test's).
 PAIRED_CLASSIFICATION = ("both_right", "only_shadow_right", "only_primary_right", "both_wrong")
 PAIRED_REGRESSION = ("shadow_better", "primary_better", "tie")
+_K = TypeVar("_K")
 
 
 @dataclass(slots=True)
@@ -37,6 +42,9 @@ class FeedbackTotals:
     labelled: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     correct: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     abs_error: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    #: Per revision: labelled rows it answered with null, or for a regressor anything but a
+    #: number (wrong for a classifier; for a regressor, not in ``labelled``/``abs_error``).
+    null_predictions: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     #: Per (primary, shadow, outcome): labelled rows both answered.
     paired: defaultdict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
     #: Regressors, per (primary, shadow) over paired rows: the sums of the primary's and the
@@ -51,7 +59,45 @@ class _Scored:
     revision: str
     role: str
     task: str
-    scores: list[float]
+    #: Per row: 1/0 (classifier), the absolute error or None when not scored (regressor).
+    scores: list[float | None]
+    #: Rows the model did not answer (:func:`_judge`).
+    nulls: int
+
+
+def _judge(values: list[Any], value: Any, task: Task, where: str) -> tuple[list[float | None], int]:
+    """``score_rows``, and how many rows the model did not answer: null (for a regressor
+    also anything but a finite number, or an error past the float range, so that no
+    infinity reaches a counter). Such a row is wrong for a classifier and not scored (None)
+    for a regressor; its label is checked all the same, against a stand-in answer: a label
+    that does not fit is a 400 whatever the model answered."""
+    regression = task == "regression"
+    missing = {
+        i
+        for i, p in enumerate(values)
+        if p is None or (regression and (type(p) not in (int, float) or not math.isfinite(p)))
+    }
+    filled = values
+    if missing:
+        stand_in = 0.0 if regression else _stand_in(values, value)
+        filled = [stand_in if i in missing else p for i, p in enumerate(values)]
+    scores: list[float | None] = list(score_rows(filled, value, task, where))
+    for i in missing:
+        scores[i] = None if regression else 0.0
+    if not regression:
+        return scores, len(missing)
+    scores = [s if s is not None and math.isfinite(s) else None for s in scores]
+    return scores, scores.count(None)
+
+
+def _stand_in(values: list[Any], value: Any) -> Any:
+    """A classifier's answer to check a null row's label against: of the kind of its other
+    answers, else of the label's first value (a string or a class number)."""
+    for p in values:
+        if p is not None:
+            return p
+    first = value[0] if isinstance(value, list) and value else value
+    return "" if isinstance(first, str) else 0
 
 
 def _score_entry(
@@ -64,8 +110,8 @@ def _score_entry(
             continue
         role, task, values = parsed
         here = f"{where} (id {label.id!r}, revision {revision})"
-        scores = score_rows(values, label.value, task, here)  # type: ignore[arg-type]
-        scored.append(_Scored(revision, role, task, scores))
+        scores, nulls = _judge(values, label.value, task, here)  # type: ignore[arg-type]
+        scored.append(_Scored(revision, role, task, scores, nulls))
     return scored
 
 
@@ -98,7 +144,7 @@ async def join(
             outcome["duplicate"] += 1
             continue
         outcome["matched"] += 1
-        _count(totals, scored)
+        _count(totals, [s for s in scored if s.revision in known])  # none pruned meanwhile
     for result, n in outcome.items():
         totals.labels[result] += n
     return outcome
@@ -106,11 +152,13 @@ async def join(
 
 def _count(totals: FeedbackTotals, scored: list[_Scored]) -> None:
     for s in scored:
-        totals.labelled[s.revision] += len(s.scores)
+        answered = [x for x in s.scores if x is not None]
+        totals.labelled[s.revision] += len(answered)
+        totals.null_predictions[s.revision] += s.nulls
         if s.task == "regression":
-            totals.abs_error[s.revision] += sum(s.scores)
+            totals.abs_error[s.revision] += sum(answered)
         else:
-            totals.correct[s.revision] += int(sum(s.scores))
+            totals.correct[s.revision] += int(sum(answered))
     primaries = [s for s in scored if s.role == "primary"]
     shadows = [s for s in scored if s.role == "shadow"]
     for p in primaries:
@@ -122,8 +170,12 @@ def _count(totals: FeedbackTotals, scored: list[_Scored]) -> None:
 def _pair(totals: FeedbackTotals, p: _Scored, s: _Scored) -> None:
     pair = (p.revision, s.revision)
     for ps, ss in zip(p.scores, s.scores, strict=False):
+        if ps is None or ss is None:  # a regressor's row not scored on one side: not paired
+            continue
         if p.task == "regression":
             diff = ss - ps
+            if not math.isfinite(diff * diff):
+                continue
             sums = totals.paired_diff[pair]
             sums[0] += ps
             sums[1] += ss
@@ -152,6 +204,7 @@ def declare(totals: FeedbackTotals, revisions: Iterable[str], shadow: str | None
         totals.labelled[revision] += 0
         totals.correct[revision] += 0
         totals.abs_error[revision] += 0.0
+        totals.null_predictions[revision] += 0
     if shadow is None:
         return
     for primary in revisions:
@@ -159,6 +212,26 @@ def declare(totals: FeedbackTotals, revisions: Iterable[str], shadow: str | None
             for outcome in PAIRED_CLASSIFICATION + PAIRED_REGRESSION:
                 totals.paired[primary, shadow, outcome] += 0
             _ = totals.paired_diff[primary, shadow]  # the regressors' sums, at 0
+
+
+def prune(totals: FeedbackTotals, known: Collection[str]) -> None:
+    """Drop the counts of every revision not in ``known`` (the router's bounded memory of
+    revisions), per revision and per pair, so that the exported series stay bounded by it.
+    The counts of known revisions are kept as they are. Called when a table is applied."""
+    for per_revision in (
+        totals.labelled,
+        totals.correct,
+        totals.abs_error,
+        totals.null_predictions,
+    ):
+        _drop(per_revision, lambda revision: revision not in known)
+    _drop(totals.paired, lambda key: key[0] not in known or key[1] not in known)
+    _drop(totals.paired_diff, lambda pair: pair[0] not in known or pair[1] not in known)
+
+
+def _drop(counts: MutableMapping[_K, Any], gone: Callable[[_K], bool]) -> None:
+    for key in [k for k in counts if gone(k)]:
+        del counts[key]
 
 
 def collect(totals: FeedbackTotals, model: Callable[[], str]) -> Iterator[Metric]:
@@ -176,6 +249,12 @@ def collect(totals: FeedbackTotals, model: Callable[[], str]) -> Iterator[Metric
         ("labelled", "Labelled rows each revision answered.", totals.labelled),
         ("correct", "Labelled rows a classifier revision predicted right.", totals.correct),
         ("abs_error", "Sum of a regressor revision's absolute errors.", totals.abs_error),
+        (
+            "null_predictions",
+            "Labelled rows a revision answered with null (a NaN): wrong for a classifier, "
+            "not in labelled or abs_error for a regressor.",
+            totals.null_predictions,
+        ),
     ]
     for suffix, doc, values in per_revision:
         family = CounterMetricFamily(

@@ -24,12 +24,17 @@ from serinus_serving.drift.outcomes import choose_target
 MAX_ID_BYTES = 256
 #: An answer (one revision's predicted rows) larger than this is not recorded.
 MAX_ANSWER_BYTES = 16 << 10
+#: Each row takes at least 2 bytes of an encoded answer (a value and its comma), so an
+#: answer with more rows never fits: refused from its row count, before its data is read.
+MAX_ANSWER_ROWS = MAX_ANSWER_BYTES // 2
 #: Bodies over this are searched for an ``id`` only as their first member (a constant cost
 #: on the request path, whatever the body's size).
 _FULL_PARSE_BYTES = 64 << 10
 _FIRST_ID = re.compile(rb'\A\s*\{\s*"id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 Role = Literal["primary", "shadow"]
+#: The inference protocol of a response, from its request's path (``/v1/``: KServe v1).
+Api = Literal["v1", "v2"]
 Status = Literal["found", "unknown_id", "expired", "duplicate"]
 
 
@@ -97,28 +102,32 @@ def body_request_id(body: bytes) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
-def answer_of(body: bytes, role: Role) -> bytes | None:
-    """The compact answer of an OIP v2 response, or of a v1 ``{"predictions": [...]}``: the
-    output a label is compared with (the same choice as ``serinus serve``'s without a
-    profile) as one value per row. None when the response has no such output or the answer
-    is over ``MAX_ANSWER_BYTES``."""
+def request_api(request: bytes) -> Api:
+    """The protocol of an encoded HTTP request, from its request line's target."""
+    return "v1" if request.startswith(b"/v1/", request.find(b" ") + 1) else "v2"
+
+
+def answer_of(body: bytes, role: Role, api: Api) -> bytes | None:
+    """The compact answer of an OIP v2 response, or (``api`` "v1") of a v1
+    ``{"predictions": [...]}``: the output a label is compared with (the same choice as
+    ``serinus serve``'s without a profile) as one value per row, null where the model gave
+    none (a regressor's NaN). None when the response has no such output or the answer is
+    over ``MAX_ANSWER_BYTES``."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(doc, dict):
+    found = doc.get("predictions" if api == "v1" else "outputs") if isinstance(doc, dict) else None
+    if not isinstance(found, list):
         return None
-    if isinstance(doc.get("predictions"), list):
-        by_name = _v1_outputs(doc["predictions"])
-    elif isinstance(doc.get("outputs"), list):
-        by_name = _v2_outputs(doc["outputs"])
-    else:
-        return None
+    by_name = _v1_outputs(found) if api == "v1" else _v2_outputs(found)
     chosen = choose_target((n, d, s) for n, (d, s, _) in by_name.items())
     if chosen is None:
         return None
     name, task = chosen
     _, shape, data = by_name[name]
+    if shape[0] > MAX_ANSWER_ROWS:  # could never fit: not worth reading
+        return None
     values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in data]
     if len(values) != shape[0] or any(isinstance(v, list | dict) for v in values):
         return None
@@ -127,6 +136,8 @@ def answer_of(body: bytes, role: Role) -> bytes | None:
 
 
 _Outputs = dict[str, tuple[str, list[int], list[Any]]]
+#: A v1 row's missing key: makes its column untyped (a row lacking it is not a null).
+_MISSING = object()
 
 
 def _v2_outputs(outputs: list[Any]) -> _Outputs:
@@ -144,11 +155,13 @@ def _v1_outputs(predictions: list[Any]) -> _Outputs:
     """A v1 answer as v2-like outputs: one column (``predictions``), or one per key when
     each row is an object (a model with several outputs). v1 carries no datatypes, so each
     is read from the JSON values; only columns of one value per row are kept, the only
-    ones a label can be compared with."""
+    ones a label can be compared with. Nothing is built for more rows than an answer holds."""
     rows = len(predictions)
+    if rows > MAX_ANSWER_ROWS:
+        return {}
     if rows and all(isinstance(row, dict) for row in predictions):
         names = list(predictions[0])
-        columns = {n: [row.get(n) for row in predictions] for n in names}
+        columns = {n: [row.get(n, _MISSING) for row in predictions] for n in names}
     else:
         columns = {"predictions": predictions}
     by_name: _Outputs = {}
@@ -161,10 +174,12 @@ def _v1_outputs(predictions: list[Any]) -> _Outputs:
 
 
 def _json_datatype(values: list[Any]) -> str | None:
-    """The OIP datatype JSON scalars stand for (``1`` INT64, ``1.0`` FP64), or None."""
-    if not values:
+    """The OIP datatype JSON scalars stand for (``1`` INT64, ``1.0`` FP64), or None. Nulls
+    (a prediction the model did not make) do not count: ``[1, null]`` is INT64, ``[null]``
+    nothing."""
+    kinds = {bool if type(v) is bool else type(v) for v in values if v is not None}
+    if not kinds:
         return None
-    kinds = {bool if type(v) is bool else type(v) for v in values}
     if kinds == {bool}:
         return "BOOL"
     if kinds == {str}:

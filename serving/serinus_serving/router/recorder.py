@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from serinus_serving.router.memory_log import MemoryLog
 from serinus_serving.router.prediction_log import (
+    Api,
     PredictionLog,
     PredictionLogError,
     Record,
@@ -49,8 +50,9 @@ class Recorder:
     def __init__(self, store: PredictionLog, limits: RecorderLimits | None = None) -> None:
         self.store = store
         self.limits = limits or RecorderLimits()
-        #: (model-scoped key or raw id, revision, body or answer, whether already an answer)
-        self._queue: deque[tuple[str, str, bytes, bool]] = deque()
+        #: (model-scoped key or raw id, revision, body or answer, the body's protocol or
+        #: None for an answer already reduced)
+        self._queue: deque[tuple[str, str, bytes, Api | None]] = deque()
         self._bytes = 0
         self.counts: defaultdict[str, int] = defaultdict(int)
         self._task: asyncio.Task[None] | None = None
@@ -61,14 +63,15 @@ class Recorder:
         return len(self._queue)
 
     # ------------------------------------------------------------------ request path
-    def primary(self, model: str, request_id: str, revision: str, body: bytes) -> None:
-        """Queue a primary answer: an append, or a counted drop when the queue is full."""
+    def primary(self, model: str, request_id: str, revision: str, body: bytes, api: Api) -> None:
+        """Queue a primary answer (the body of an ``api`` response): an append, or a
+        counted drop when the queue is full."""
         size = len(body) + len(request_id)
         limits = self.limits
         if len(self._queue) >= limits.max_pending or self._bytes + size > limits.max_pending_bytes:
             self.counts["overflow"] += 1
             return
-        self._queue.append((model + "\0" + request_id, revision, body, False))
+        self._queue.append((model + "\0" + request_id, revision, body, api))
         self._bytes += size
 
     def shadow(self, answers: Sequence[tuple[str, str, bytes]]) -> None:
@@ -82,7 +85,7 @@ class Recorder:
             ):
                 self.counts["overflow"] += 1
                 continue
-            self._queue.append((key, revision, answer, True))
+            self._queue.append((key, revision, answer, None))
             self._bytes += size
 
     # ------------------------------------------------------------------ the task
@@ -123,12 +126,12 @@ class Recorder:
         records = []
         queue = self._queue
         for _ in range(min(n, len(queue))):
-            key, revision, payload, reduced = queue.popleft()
+            key, revision, payload, api = queue.popleft()
             self._bytes -= len(payload) + len(key)
-            if reduced:
+            if api is None:
                 records.append(Record(key, revision, payload, primary=False))
                 continue
-            answer = answer_of(payload, "primary")
+            answer = answer_of(payload, "primary", api)
             if answer is None:
                 self.counts["unreadable"] += 1
                 continue

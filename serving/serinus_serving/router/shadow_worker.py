@@ -32,7 +32,7 @@ from typing import cast
 import uvloop
 
 from serinus_serving.router.compare import Incomparable, compare
-from serinus_serving.router.prediction_log import answer_of
+from serinus_serving.router.prediction_log import answer_of, request_api
 from serinus_serving.router.shadow_protocol import (
     ALIVE,
     COPY,
@@ -143,7 +143,7 @@ class ShadowWorker(asyncio.Protocol):
 
     def log_answer(self, copy: Copy, revision: str, body: bytes) -> None:
         """Keep the shadow's answer for the router's prediction log, if it logs one."""
-        answer = answer_of(body, "shadow") if copy.log_key else None
+        answer = answer_of(body, "shadow", request_api(copy.request)) if copy.log_key else None
         if answer is None:
             return
         if len(self.answers) >= MAX_ANSWERS:

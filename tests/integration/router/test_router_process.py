@@ -536,3 +536,21 @@ def test_v1_predictions_are_judged_on_labels_as_v2_ones_are(
         "only_shadow_right": 0,
         "both_wrong": 0,
     }
+
+
+def test_a_v1_body_s_id_is_not_taken_for_the_request_id(
+    revisions: dict[str, ServeProcess], tmp_path: Path
+) -> None:
+    """v1 ids come from the header, else the router makes one up: a v1 body's ``id`` (its
+    instances' often have one too) is never read, as an OIP v2 body's is."""
+    routes = tmp_path / "routes.json"
+    write_table(routes, revisions, weights={"old": 100, "new": 0})
+    instance = [0.9] + [0.0] * (N_FEATURES - 1)
+    with router(routes, log_dir=tmp_path) as r, httpx.Client(base_url=r.url) as client:
+        v1 = client.post("/v1/models/m:predict", json={"id": "body-id", "instances": [instance]})
+        assert v1.status_code == 200, v1.text
+        made_up = v1.headers.get("x-request-id")
+        assert made_up is not None and made_up != "body-id" and len(made_up) == 32
+        v2 = client.post("/v2/models/m/infer", json={"id": "v2-id", **infer_body(0.9)})
+        assert v2.status_code == 200, v2.text
+        assert "x-request-id" not in v2.headers  # the body's id is the request's

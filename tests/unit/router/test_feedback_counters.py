@@ -10,8 +10,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from serinus_serving.drift.outcomes import RESULTS
 from serinus_serving.http1 import Request
-from serinus_serving.router.app import RouterApp
+from serinus_serving.router.app import KNOWN_REVISIONS, RouterApp
 from serinus_serving.router.feedback import PAIRED_CLASSIFICATION, PAIRED_REGRESSION
 from serinus_serving.router.memory_log import MemoryLog
 from serinus_serving.router.recorder import Recorder
@@ -64,7 +65,7 @@ def test_a_shadow_pair_exports_its_four_cells_at_0_before_any_label() -> None:
     for outcome in PAIRED_CLASSIFICATION:
         assert cell(samples, "stable", "cand", outcome) == 0, outcome
     for revision in ("stable", "cand"):
-        for name in ("labelled", "correct", "abs_error"):
+        for name in ("labelled", "correct", "abs_error", "null_predictions"):
             assert sample(samples, f"serinus_feedback_{name}_total", revision=revision) == 0
     # a regressor's paired series too: a replica learns the task only from a label
     for outcome in PAIRED_REGRESSION:
@@ -112,3 +113,32 @@ def test_a_router_without_a_prediction_log_has_no_feedback_counters() -> None:
     app = RouterApp()
     app.apply(parse_table(table({"a": 100, "b": 0}, shadow="b")))
     assert not [k for k in scrape(app) if k[0].startswith("serinus_feedback_")]
+
+
+def test_the_exported_series_stay_bounded_by_the_revisions_the_router_remembers() -> None:
+    """Every table a rollout applies names fresh revisions; the counts of those the router
+    forgot (it remembers KNOWN_REVISIONS) are dropped, those of the others kept exactly."""
+    app = logging_router()
+    app.apply(parse_table(table({"stable": 100, "c0": 0}, shadow="c0")))
+    app.feedback.labelled["stable"] += 5
+    app.feedback.correct["stable"] += 3
+    app.feedback.abs_error["stable"] += 0.0
+    app.feedback.paired["stable", "c0", "both_right"] += 2
+    rounds = 3 * KNOWN_REVISIONS
+    for i in range(1, rounds):
+        app.apply(parse_table(table({"stable": 100, f"c{i}": 0}, shadow=f"c{i}")))
+        if i == rounds - 2:
+            app.feedback.paired["stable", f"c{i}", "both_wrong"] += 4
+    feedback = {k: v for k, v in scrape(app).items() if k[0].startswith("serinus_feedback_")}
+    revisions = {
+        value for _, labels in feedback for name, value in labels if name in ("revision", "shadow")
+    }
+    assert revisions <= set(app.known_revisions) and len(app.known_revisions) == KNOWN_REVISIONS
+    per_revision = 4 * KNOWN_REVISIONS
+    per_pair = len(PAIRED_CLASSIFICATION + PAIRED_REGRESSION) + 3  # and the error sums
+    labels = len(RESULTS)
+    assert len(feedback) <= labels + per_revision + per_pair * (KNOWN_REVISIONS - 1)
+    assert sample(feedback, "serinus_feedback_labelled_total", revision="stable") == 5
+    assert sample(feedback, "serinus_feedback_correct_total", revision="stable") == 3
+    assert cell(feedback, "stable", f"c{rounds - 2}", "both_wrong") == 4
+    assert cell(feedback, "stable", "c0", "both_right") is None  # c0 is long forgotten

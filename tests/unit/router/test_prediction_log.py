@@ -11,14 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from serinus_serving.drift.outcomes import FeedbackError, Label
+from serinus_serving.router import prediction_log
 from serinus_serving.router.feedback import FeedbackTotals, join
 from serinus_serving.router.memory_log import MemoryLog
 from serinus_serving.router.prediction_log import (
+    MAX_ANSWER_ROWS,
     MAX_ID_BYTES,
     Record,
     answer_of,
     body_request_id,
     id_key,
+    request_api,
 )
 from serinus_serving.router.recorder import Recorder, RecorderLimits, store_key
 
@@ -125,15 +128,15 @@ def test_request_ids_from_the_body() -> None:
 
 
 def test_answers_keep_the_label_output_one_value_per_row() -> None:
-    parsed = orjson.loads(answer_of(v2([1, 0, 1]), "primary") or b"")
+    parsed = orjson.loads(answer_of(v2([1, 0, 1]), "primary", "v2") or b"")
     assert parsed == {"role": "primary", "task": "classification", "values": [1, 0, 1]}
     regression = orjson.dumps(
         {"outputs": [{"name": "y", "datatype": "FP32", "shape": [2, 1], "data": [[1.5], [2.0]]}]}
     )
-    assert orjson.loads(answer_of(regression, "shadow") or b"")["values"] == [1.5, 2.0]
-    assert answer_of(b"{}", "primary") is None
-    assert answer_of(b"nope", "primary") is None
-    assert answer_of(v2(list(range(10_000))), "primary") is None  # over MAX_ANSWER_BYTES
+    assert orjson.loads(answer_of(regression, "shadow", "v2") or b"")["values"] == [1.5, 2.0]
+    assert answer_of(b"{}", "primary", "v2") is None
+    assert answer_of(b"nope", "primary", "v1") is None
+    assert answer_of(v2(list(range(10_000))), "primary", "v2") is None  # over MAX_ANSWER_BYTES
 
 
 @pytest.mark.parametrize(
@@ -151,13 +154,21 @@ def test_answers_keep_the_label_output_one_value_per_row() -> None:
             [1, 0],
         ),
         ([{"score": 0.25}, {"score": 1.5}], "regression", [0.25, 1.5]),
+        # a null is a row the model did not answer (a NaN): kept, and not typing the column
+        ([1, None, 0], "classification", [1, None, 0]),
+        ([[0.5], [None]], "regression", [0.5, None]),
+        (
+            [{"label": None, "p": [0.5]}, {"label": "cat", "p": [0.9]}],
+            "classification",
+            [None, "cat"],
+        ),
     ],
 )
 def test_v1_answers_are_read_from_their_json_values(
     predictions: list[object], task: str, values: list[object]
 ) -> None:
     body = orjson.dumps({"predictions": predictions})
-    assert orjson.loads(answer_of(body, "primary") or b"") == {
+    assert orjson.loads(answer_of(body, "primary", "v1") or b"") == {
         "role": "primary", "task": task, "values": values
     }  # fmt: skip
 
@@ -168,19 +179,53 @@ def test_v1_answers_are_read_from_their_json_values(
     ids=["empty", "scores", "object-scores", "mixed", "null", "ragged-objects", "no-keys"],
 )
 def test_v1_answers_without_a_label_output_are_not_recorded(predictions: list[object]) -> None:
-    assert answer_of(orjson.dumps({"predictions": predictions}), "primary") is None
+    assert answer_of(orjson.dumps({"predictions": predictions}), "primary", "v1") is None
+
+
+def test_the_protocol_comes_from_the_request_not_the_body() -> None:
+    v1 = orjson.dumps({"predictions": [1, 0]})
+    assert answer_of(v1, "primary", "v2") is None
+    assert answer_of(v2([1, 0]), "primary", "v1") is None
+    assert answer_of(v1, "primary", "v1") is not None
+    assert request_api(b"POST /v1/models/m:predict HTTP/1.1\r\nhost: h\r\n\r\n{}") == "v1"
+    assert request_api(b"POST /v2/models/m/infer HTTP/1.1\r\nhost: h\r\n\r\n{}") == "v2"
+
+
+def test_answers_with_more_rows_than_can_fit_are_refused_before_their_values_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every row costs at least 2 bytes of an answer: past MAX_ANSWER_ROWS rows nothing of
+    a v1 body is built or typed, nothing of a v2 one's data read or encoded (a 14 MiB v1
+    body of 20 keys took 420 ms of the event loop before)."""
+    typed: list[object] = []
+    encoded: list[object] = []
+    monkeypatch.setattr(prediction_log, "_json_datatype", lambda v: typed.append(v) or "INT64")
+    dumps = orjson.dumps
+    monkeypatch.setattr(orjson, "dumps", lambda *a, **k: encoded.append(a) or dumps(*a, **k))
+    row = {f"k{i}": i for i in range(20)}
+    rows = MAX_ANSWER_ROWS + 1
+    v1 = dumps({"predictions": [row] * rows})
+    assert answer_of(v1, "primary", "v1") is None
+    assert typed == []
+    v2_body = dumps(
+        {"outputs": [{"name": "y", "datatype": "INT64", "shape": [rows], "data": [1] * rows}]}
+    )
+    assert answer_of(v2_body, "primary", "v2") is None
+    assert encoded == []
+    fits = dumps({"predictions": [1, 2]})  # the spies do see the work of an answer that fits
+    assert answer_of(fits, "primary", "v1") is not None and typed and encoded
 
 
 def test_a_full_queue_drops_and_counts() -> None:
     log = MemoryLog(ttl=3600, max_bytes=1 << 20)
     recorder = Recorder(log, RecorderLimits(max_pending=3, max_pending_bytes=1 << 20))
     for i in range(5):
-        recorder.primary("m", f"id{i}", "old", v2([1]))
+        recorder.primary("m", f"id{i}", "old", v2([1]), "v2")
     assert recorder.pending == 3 and recorder.counts["overflow"] == 2
     run(recorder.flush())
     assert recorder.counts["recorded"] == 3 and len(log) == 3
     small = Recorder(log, RecorderLimits(max_pending=100, max_pending_bytes=100))
-    small.primary("m", "big", "old", b"x" * 200)
+    small.primary("m", "big", "old", b"x" * 200, "v2")
     assert small.pending == 0 and small.counts["overflow"] == 1
 
 
@@ -236,3 +281,68 @@ def test_regression_pairs_count_errors() -> None:
     assert totals.paired[("old", "new", "shadow_better")] == 1
     assert totals.paired[("old", "new", "tie")] == 1
     assert totals.paired_diff[("old", "new")] == [1.0, 0.5, 0.25]
+
+
+def _answers(role: str, v2_body: bytes | None = None, v1_body: bytes | None = None) -> bytes:
+    api = "v1" if v1_body is not None else "v2"
+    body = v1_body if v1_body is not None else v2_body
+    found = answer_of(body or b"", role, api)  # type: ignore[arg-type]
+    assert found is not None, body
+    return found
+
+
+def test_a_classifier_s_null_prediction_is_a_wrong_one_v1_and_v2() -> None:
+    """A null row (the model gave no class) is counted wrong, on either side of a pair; it
+    is counted apart as well; its label is still checked."""
+    log = _log_with(
+        Record("m:a", "old", _answers("primary", v2_body=v2([1, None, 0])), primary=True),
+        Record(
+            "m:a",
+            "new",
+            _answers("shadow", v1_body=orjson.dumps({"predictions": [[1], [1], [None]]})),
+            primary=False,
+        ),
+        Record("m:b", "old", _answers("primary", v2_body=v2([None], "BYTES")), primary=True),
+    )
+    totals = FeedbackTotals()
+    labels = [Label("a", [1, 1, 0]), Label("b", "cat")]
+    result = run(join(log, "m", labels, known={"old", "new"}, totals=totals))
+    assert result == {"matched": 2, "unknown_id": 0, "expired": 0, "duplicate": 0}
+    assert dict(totals.labelled) == {"old": 4, "new": 3}
+    assert dict(totals.correct) == {"old": 2, "new": 2}
+    assert dict(totals.null_predictions) == {"old": 2, "new": 1}
+    assert dict(totals.paired) == {
+        ("old", "new", "both_right"): 1,
+        ("old", "new", "only_shadow_right"): 1,
+        ("old", "new", "only_primary_right"): 1,
+    }
+    log = _log_with(Record("m:c", "old", _answers("primary", v2_body=v2([1, None])), primary=True))
+    with pytest.raises(FeedbackError, match="class numbers"):  # a null row's label too
+        run(join(log, "m", [Label("c", [1, "cat"])], known={"old"}, totals=FeedbackTotals()))
+
+
+def test_a_regressor_s_null_prediction_is_not_scored_v1_and_v2() -> None:
+    """A regressor's NaN (null in JSON) has no absolute error: its row is left out of the
+    revision's labelled rows and errors and out of the pairs, and counted apart; a label
+    used to make float(None) fail the whole call with a 500."""
+    y = {"name": "y", "datatype": "FP32", "shape": [3, 1]}
+    old = orjson.dumps({"outputs": [{**y, "data": [[1.0], [None], [3.0]]}]})
+    new = orjson.dumps({"predictions": [None, 2.5, 3.0]})
+    odd = orjson.dumps({"outputs": [{**y, "shape": [1], "data": ["nan"]}]})
+    log = _log_with(
+        Record("m:a", "old", _answers("primary", v2_body=old), primary=True),
+        Record("m:a", "new", _answers("shadow", v1_body=new), primary=False),
+        Record("m:b", "old", _answers("primary", v2_body=odd), primary=True),
+    )
+    totals = FeedbackTotals()
+    labels = [Label("a", [2.0, 2.0, 2.0]), Label("b", 1.0)]
+    result = run(join(log, "m", labels, known={"old", "new"}, totals=totals))
+    assert result["matched"] == 2
+    assert dict(totals.labelled) == {"old": 2, "new": 2}
+    assert dict(totals.abs_error) == {"old": 2.0, "new": 1.5}
+    assert dict(totals.null_predictions) == {"old": 2, "new": 1}
+    assert dict(totals.paired) == {("old", "new", "tie"): 1}  # the one row both answered
+    assert totals.paired_diff[("old", "new")] == [1.0, 1.0, 0.0]
+    log = _log_with(Record("m:c", "old", _answers("primary", v2_body=old), primary=True))
+    with pytest.raises(FeedbackError, match="finite number"):  # a null row's label too
+        run(join(log, "m", [Label("c", [1.0, "x", 1.0])], known={"old"}, totals=FeedbackTotals()))
