@@ -9,6 +9,7 @@ absolute error for a regressor), whose mean is the live accuracy or error.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -112,6 +113,9 @@ class FeedbackStore:
         return score_rows(predicted, value, self.task, where)
 
     def _push(self, scores: list[float]) -> None:
+        # A regressor's NaN or infinite answer has no error to average: left out, as the
+        # router leaves it out (it would hold the live error at NaN for a whole window).
+        scores = [s for s in scores if math.isfinite(s)]
         size = self._outcomes.size
         for score in scores[-size:]:
             self._outcomes[self._next] = score

@@ -56,6 +56,15 @@ def test_mean_absolute_error_for_a_regressor() -> None:
     assert s.live_value() == pytest.approx((0.5 + 1.0) / 2)
 
 
+def test_a_regressors_nan_answer_is_left_out_of_its_live_error() -> None:
+    s, _ = store("regression")
+    predict(s, "a", 2.5)
+    predict(s, "b", float("nan"), 1.0)
+    s.apply([Label("a", 3), Label("b", [0.0, 0.0])])
+    assert s.window_samples == 2 and s.labelled_rows == 2
+    assert s.live_value() == pytest.approx((0.5 + 1.0) / 2)
+
+
 def test_unknown_expired_and_duplicate_labels() -> None:
     s, clock = store()
     predict(s, "old", 1)
