@@ -243,12 +243,12 @@ class Telemetry:
         for role, revision in self._revisions.get((namespace, name), set()) - shown:
             self.weight.remove(namespace, name, role, revision)
         self._revisions[(namespace, name)] = shown
-        # Only the candidate's analysis is current: a promoted or rolled-back revision's
-        # last verdict would otherwise stay at 1 (and fire whatever alerts on it).
+        # The analysis series follow the status's analysis: the candidate's, or after a
+        # rollback the failed revision's (kept to explain it), none after a promotion.
+        # Any other revision's last verdict would stay at 1 (and fire what alerts on it).
+        shown_analysis = _analysed_revision(after)
         self._keep_checks(
-            namespace,
-            name,
-            keep=lambda _metric, revision: revision == (c.ref.revision if c is not None else None),
+            namespace, name, keep=lambda _metric, revision: revision == shown_analysis
         )
         self.step.labels(namespace, name).set(0 if c is None else c.step)
         for entry in _new_entries(before.history, after.history):
@@ -322,6 +322,15 @@ class Telemetry:
         self._checks.pop((namespace, name), None)
         for metric, bound in self._bounds.pop((namespace, name), set()):
             _remove(self.analysis_threshold, namespace, name, metric, bound)
+
+
+def _analysed_revision(status: RolloutStatus) -> str | None:
+    """The revision whose analysis the status shows, if any."""
+    if status.candidate is not None:
+        return status.candidate.ref.revision
+    if status.analysis is not None and status.rolled_back is not None:
+        return status.rolled_back.ref.revision
+    return None
 
 
 def _remove(metric: Gauge, *labels: str) -> None:

@@ -57,9 +57,10 @@ def _series(t: Telemetry, metric: str) -> set[tuple[str, ...]]:
 
 
 def test_nothing_outlives_what_it_shows() -> None:
-    """A number not measured this time, a revision no longer the candidate, a deleted
-    ModelDeployment: their series go, so no stale p-value sits beside a new verdict and no
-    rolled-back revision's Fail stays at 1."""
+    """A number not measured this time, a revision whose analysis the status no longer
+    shows (kept after a rollback, to explain it; gone after a promotion or a new candidate),
+    a deleted ModelDeployment: their series go, so no stale p-value sits beside a new
+    verdict and no old revision's Fail stays at 1."""
     from serinus_operator.rollout.status import RolloutStatus
 
     t = Telemetry()
@@ -74,7 +75,20 @@ def test_nothing_outlives_what_it_shows() -> None:
     assert {s[1] for s in _series(t, "serinus_analysis_verdict")} == {"v3"}
     assert _series(t, "serinus_analysis_value") == {("accuracy", "v3")}
 
-    t.observe_status("ml", "fraud", RolloutStatus(), RolloutStatus())  # no candidate now
+    # Rolled back: the status keeps the failed revision's analysis, and so do the gauges.
+    from serinus_operator import api
+    from serinus_operator.rollout.status import AnalysisStatus, RevisionRef, RolledBackStatus
+
+    ref = RevisionRef(
+        "v3", "3", api.ModelSpec("https://m.example.com/v3.onnx", "3"), api.ServingSpec()
+    )
+    rolled_back = RolloutStatus(
+        rolled_back=RolledBackStatus(ref, "AnalysisFailed", "accuracy", at),
+        analysis=AnalysisStatus(started_at=at),
+    )
+    t.observe_status("ml", "fraud", RolloutStatus(), rolled_back)
+    assert {s[1] for s in _series(t, "serinus_analysis_verdict")} == {"v3"}
+    t.observe_status("ml", "fraud", rolled_back, RolloutStatus())  # promoted: no analysis
     assert _series(t, "serinus_analysis_verdict") == set()
     assert _series(t, "serinus_analysis_threshold") == {("accuracy",)}  # the spec's bound
     t.forget("ml", "fraud")
