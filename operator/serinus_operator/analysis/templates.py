@@ -59,6 +59,16 @@ BUILTIN: Mapping[str, Check] = {
         description="share of the candidate's requests answered with a 5xx",
         max=0.01,
     ),
+    "client-error-rate": Check(
+        query=(
+            f'(sum(rate(serinus_requests_total{{{_CANDIDATE},outcome="client_error"}}'
+            "[{{ interval }}])) or vector(0))"
+            f" / sum(rate(serinus_requests_total{{{_CANDIDATE}}}[{{{{ interval }}}}]))"
+        ),
+        # Clients send some bad requests to any revision; what matters is a candidate that
+        # refuses what the stable accepts (a changed input signature): best with compare.
+        description="share of the candidate's requests refused with a 4xx",
+    ),
     **{
         f"latency-{suffix}": Check(
             _latency(quantile),
@@ -112,6 +122,7 @@ class Counted:
 
 _REVISION = 'namespace="{{ namespace }}",model="{{ name }}",revision="{{ REVISION }}"'
 _SERVER_ERRORS = _REVISION + ',outcome="server_error"'
+_CLIENT_ERRORS = _REVISION + ',outcome="client_error"'
 
 
 def _increase(metric: str, selector: str) -> str:
@@ -122,6 +133,11 @@ def _increase(metric: str, selector: str) -> str:
 COUNTS: Mapping[str, Counted] = {
     "error-rate": Counted(
         events=f"({_increase('serinus_requests_total', _SERVER_ERRORS)} or vector(0))",
+        total=_increase("serinus_requests_total", _REVISION),
+        higher_is_better=False,
+    ),
+    "client-error-rate": Counted(
+        events=f"({_increase('serinus_requests_total', _CLIENT_ERRORS)} or vector(0))",
         total=_increase("serinus_requests_total", _REVISION),
         higher_is_better=False,
     ),

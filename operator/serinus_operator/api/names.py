@@ -30,11 +30,13 @@ LATENCY_QUANTILES: Final = {
 #: a latency check as the share of requests slower than a fixed threshold.
 COMPARABLE_CHECKS: Final = (
     "error-rate",
+    "client-error-rate",
     "accuracy",
     *(f"latency-{q}" for q in LATENCY_QUANTILES),
 )
 BUILTIN_CHECKS: Final = (
     "error-rate",
+    "client-error-rate",
     "accuracy",
     "drift",
     "agreement",

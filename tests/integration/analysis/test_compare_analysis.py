@@ -31,7 +31,10 @@ class Pair:
     """200 requests a second each for stable (v1) and candidate (v2), with the given error
     shares; labelled answers (correct/labelled) and the router's paired cells too."""
 
-    def __init__(self, *, stable_errors: float, candidate_errors: float) -> None:
+    def __init__(
+        self, *, stable_errors: float, candidate_errors: float, outcome: str = "server_error"
+    ) -> None:
+        self.outcome = outcome
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "serinus_requests", "", ["model", "revision", "outcome"], registry=self.registry
@@ -48,7 +51,7 @@ class Pair:
         while not self.stop.is_set():
             for revision, share in self.errors.items():
                 failed = sum(self.random.random() < share for _ in range(20))
-                self.requests.labels("fraud", revision, "server_error").inc(failed)
+                self.requests.labels("fraud", revision, self.outcome).inc(failed)
                 self.requests.labels("fraud", revision, "success").inc(20 - failed)
             # A shadow that is right exactly when the stable is, but 30% more often wrong
             # alone: clearly worse on the same labelled requests.
@@ -60,8 +63,10 @@ class Pair:
 
 @pytest.fixture
 def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Pair, str]]:
-    stable, candidate = request.param
-    source = Pair(stable_errors=stable, candidate_errors=candidate)
+    stable, candidate, *outcome = request.param
+    source = Pair(
+        stable_errors=stable, candidate_errors=candidate, outcome=(outcome or ["server_error"])[0]
+    )
     port = free_port()
     server, _thread = start_http_server(port, addr="127.0.0.1", registry=source.registry)
     feeder = threading.Thread(target=source.run, daemon=True)
@@ -246,3 +251,23 @@ def test_latency_is_judged_as_the_share_of_requests_slower_than_a_fixed_threshol
     assert last.baseline < 0.02 and last.samples >= 300
     if verdict == Verdict.FAIL:
         assert last.value > 0.05
+
+
+@pytest.mark.parametrize("pair", [(0.02, 0.5, "client_error")], indirect=True)
+def test_a_candidate_refusing_what_the_stable_accepts_fails_on_client_errors(
+    pair: tuple[Pair, str], tmp_path: Path
+) -> None:
+    """A changed input signature: the candidate answers 400 to half the requests the stable
+    serves. No 5xx, so error-rate sees nothing; client-error-rate against the stable fails."""
+    _source, target = pair
+    compare = CompareSpec(max_degradation=0.02, confidence=0.95, min_samples=200)
+    spec = AnalysisSpec(metrics=(
+        MetricSpec("client-error-rate", compare=compare),
+        MetricSpec("error-rate", compare=compare),
+    ))  # fmt: skip
+    with prometheus([target], workdir=tmp_path, labels={"namespace": "ml"}) as prom:
+        seen = _until_decided(prom.url, spec)
+    client, server = seen[-2:]
+    assert client.verdict == Verdict.FAIL, [r.message for r in seen]
+    assert client.value is not None and client.value > 0.3
+    assert server.verdict != Verdict.FAIL and server.value == 0, server.message

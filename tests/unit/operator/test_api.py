@@ -173,7 +173,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
             "analysis.metrics",
             [{"name": "drift", "compare": {"maxDegradation": 0.01}}],
             "metrics[0].compare",
-            "error-rate, accuracy",
+            "error-rate, client-error-rate, accuracy",
         ),
         (
             "analysis.metrics",
