@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from serinus_operator.analysis.providers.prometheus import PrometheusConfig, PrometheusProvider
 from serinus_operator.analysis.run import measure, variables_for
 from serinus_operator.analysis.templates import STABLE_LATENCY_BEFORE, render
 from serinus_operator.analysis.verdict import MetricResult, Verdict
 from serinus_operator.api import AnalysisSpec, CompareSpec, MetricSpec
+from support.exporter import exported
 from support.prometheus import prometheus
-from support.serve import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -67,16 +67,8 @@ def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Pair, str]]:
     source = Pair(
         stable_errors=stable, candidate_errors=candidate, outcome=(outcome or ["server_error"])[0]
     )
-    port = free_port()
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=source.registry)
-    feeder = threading.Thread(target=source.run, daemon=True)
-    feeder.start()
-    try:
-        yield source, f"127.0.0.1:{port}"
-    finally:
-        source.stop.set()
-        feeder.join()
-        server.shutdown()
+    with exported(source) as target:
+        yield source, target
 
 
 def _until_decided(
@@ -226,22 +218,15 @@ def test_latency_is_judged_as_the_share_of_requests_slower_than_a_fixed_threshol
     check: str, candidate_slow: float, threshold: float | None, verdict: Verdict, tmp_path: Path
 ) -> None:
     source = Latencies(stable_slow=0.005, candidate_slow=candidate_slow)
-    port = free_port()
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=source.registry)
-    feeder = threading.Thread(target=source.run, daemon=True)
-    feeder.start()
     compare = CompareSpec(max_degradation=0.02, min_samples=300, threshold_seconds=threshold)
     spec = AnalysisSpec(metrics=(MetricSpec(check, compare=compare),))
-    target = f"127.0.0.1:{port}"
-    try:
-        with prometheus([target], workdir=tmp_path, labels={"namespace": "ml"}) as prom:
-            started = _stable_history(prom.url, requests=300)
-            source.started.set()
-            seen = _until_decided(prom.url, spec, started=started)
-    finally:
-        source.stop.set()
-        feeder.join()
-        server.shutdown()
+    with (
+        exported(source) as target,
+        prometheus([target], workdir=tmp_path, labels={"namespace": "ml"}) as prom,
+    ):
+        started = _stable_history(prom.url, requests=300)
+        source.started.set()
+        seen = _until_decided(prom.url, spec, started=started)
     last = seen[-1]
     assert last.verdict == verdict, [r.message for r in seen]
     said = "0.05s:" if threshold else "0.025s (the stable's p90 before the run):"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from serinus_operator.analysis.providers.prometheus import PrometheusConfig, PrometheusProvider
 from serinus_operator.analysis.run import measure, variables_for
@@ -23,6 +23,7 @@ from serinus_operator.analysis.templates import BUILTIN, render
 from serinus_operator.analysis.verdict import Verdict, combine
 from serinus_operator.api import AnalysisSpec, MetricSpec
 from serinus_serving.metrics import LATENCY_BUCKETS
+from support.exporter import exported
 from support.prometheus import prometheus
 from support.serve import free_port
 
@@ -69,16 +70,8 @@ class Candidate:
 @pytest.fixture
 def candidate() -> Iterator[tuple[Candidate, str]]:
     source = Candidate()
-    port = free_port()
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=source.registry)
-    feeder = threading.Thread(target=source.run, daemon=True)
-    feeder.start()
-    try:
-        yield source, f"127.0.0.1:{port}"
-    finally:
-        source.stop.set()
-        feeder.join()
-        server.shutdown()
+    with exported(source) as target:
+        yield source, target
 
 
 def test_good_then_bad_candidate_pass_then_fail(
